@@ -1,0 +1,260 @@
+//! `adapter_registry._core`: the byte work of the registry, bound to Python.
+//!
+//! The modules below know nothing of Python; this file is the whole binding. Each function
+//! takes owned arguments, releases the GIL (`py.detach`) for the file work, and converts the
+//! result back. Errors cross into Python in one place, `From<CoreError> for PyErr`, as the
+//! classes of `adapter_registry.errors`.
+
+pub mod error;
+pub mod files;
+pub mod hash;
+pub mod header;
+pub mod publish;
+pub mod staging;
+pub mod verify;
+
+use std::io::Cursor;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+
+use error::{CoreError, CoreResult};
+use header::{Header, TensorInfo};
+use publish::PublishMode;
+use staging::Staging;
+
+mod py_errors {
+    pyo3::import_exception!(adapter_registry.errors, InvalidAdapterError);
+    pyo3::import_exception!(adapter_registry.errors, AdapterAlreadyExistsError);
+    pyo3::import_exception!(adapter_registry.errors, AdapterStorageError);
+}
+
+impl From<CoreError> for PyErr {
+    fn from(err: CoreError) -> PyErr {
+        let message = err.to_string();
+        match &err {
+            CoreError::Source { .. }
+            | CoreError::InvalidSafetensors { .. }
+            | CoreError::BadName { .. } => py_errors::InvalidAdapterError::new_err(message),
+            CoreError::AlreadyExists { .. } => {
+                py_errors::AdapterAlreadyExistsError::new_err(message)
+            }
+            CoreError::Storage { .. } => match err.errno() {
+                Some(errno) => py_errors::AdapterStorageError::new_err((errno, message)),
+                None => py_errors::AdapterStorageError::new_err(message),
+            },
+        }
+    }
+}
+
+/// (name, dtype, shape) of each tensor, in file order.
+type TensorTuple = (String, String, Vec<u64>);
+
+fn tensor_tuples(tensors: &[TensorInfo]) -> Vec<TensorTuple> {
+    tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.dtype.clone(), t.shape.clone()))
+        .collect()
+}
+
+/// Where the weights of a store come from.
+#[derive(FromPyObject)]
+enum WeightsSource {
+    Bytes(Vec<u8>),
+    Path(PathBuf),
+}
+
+/// SHA-256 (hex) and size of a file, streamed in constant memory with the GIL released.
+#[pyfunction]
+fn hash_file(py: Python<'_>, path: PathBuf) -> PyResult<(String, u64)> {
+    let digest = py.detach(|| hash::hash_file(&path))?;
+    Ok((digest.sha256, digest.size))
+}
+
+/// Validate a safetensors file (a path: only its header is read) or bytes; returns
+/// (tensors as (name, dtype, shape), metadata as (key, value) pairs).
+#[pyfunction]
+fn read_safetensors_header(
+    py: Python<'_>,
+    source: WeightsSource,
+) -> PyResult<(Vec<TensorTuple>, Vec<(String, String)>)> {
+    let header: Header = py.detach(|| match &source {
+        WeightsSource::Path(path) => header::read_header(path),
+        WeightsSource::Bytes(bytes) => {
+            header::validate_bytes(bytes).map_err(|r| CoreError::invalid(Path::new("<bytes>"), r))
+        }
+    })?;
+    Ok((tensor_tuples(&header.tensors), header.metadata))
+}
+
+/// A staged adapter: its files are written, hashed, validated, sealed and fsynced in a
+/// locked staging directory; `publish` or `discard` ends it (dropping it discards).
+#[pyclass(module = "adapter_registry._core")]
+struct StagedAdapter {
+    inner: Mutex<Option<Staging>>,
+    #[pyo3(get)]
+    file_hash: String,
+    #[pyo3(get)]
+    file_size: u64,
+    #[pyo3(get)]
+    config_hash: String,
+    #[pyo3(get)]
+    tensors: Vec<TensorTuple>,
+    #[pyo3(get)]
+    path: PathBuf,
+}
+
+impl StagedAdapter {
+    fn take(&self) -> PyResult<Staging> {
+        self.inner
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("staged adapter lock poisoned"))?
+            .take()
+            .ok_or_else(|| PyRuntimeError::new_err("staged adapter already published or discarded"))
+    }
+}
+
+#[pymethods]
+impl StagedAdapter {
+    /// Write the record file and rename the directory to `{root}/{name}`, exclusively.
+    #[pyo3(signature = (name, record, *, exclusive_claim = false))]
+    fn publish(
+        &self,
+        py: Python<'_>,
+        name: String,
+        record: Vec<u8>,
+        exclusive_claim: bool,
+    ) -> PyResult<PathBuf> {
+        let staging = self.take()?;
+        let mode = if exclusive_claim {
+            PublishMode::ExclusiveClaim
+        } else {
+            PublishMode::Auto
+        };
+        Ok(py.detach(|| staging.publish(&name, &record, mode))?)
+    }
+
+    /// Remove the staging directory and everything in it.
+    fn discard(&self, py: Python<'_>) -> PyResult<()> {
+        match self.inner.lock().ok().and_then(|mut s| s.take()) {
+            Some(staging) => Ok(py.detach(|| staging.discard())?),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Stage an adapter under `{root}/.staging/`: copy `weights` (a path or bytes) while hashing
+/// and validating it, and write `config` as given.
+#[pyfunction]
+fn stage(
+    py: Python<'_>,
+    root: PathBuf,
+    label: String,
+    weights: WeightsSource,
+    config: Vec<u8>,
+) -> PyResult<StagedAdapter> {
+    let staged = py.detach(|| -> CoreResult<_> {
+        let staging = Staging::create(&root, &label)?;
+        let (digest, header) = match &weights {
+            WeightsSource::Path(path) => {
+                let (mut file, size) =
+                    files::open_regular(path, true).map_err(|e| CoreError::source_io(path, e))?;
+                staging.write_weights(&mut file, size, path)?
+            }
+            WeightsSource::Bytes(bytes) => staging.write_weights(
+                &mut Cursor::new(bytes),
+                bytes.len() as u64,
+                Path::new("<bytes>"),
+            )?,
+        };
+        let config_digest = staging.write_config(&config)?;
+        Ok((staging, digest, header, config_digest))
+    })?;
+    let (staging, digest, header, config_digest) = staged;
+    Ok(StagedAdapter {
+        path: staging.path().to_path_buf(),
+        inner: Mutex::new(Some(staging)),
+        file_hash: digest.sha256,
+        file_size: digest.size,
+        config_hash: config_digest.sha256,
+        tensors: tensor_tuples(&header.tensors),
+    })
+}
+
+/// Remove staging directories whose owning process is gone; returns their names.
+#[pyfunction]
+fn sweep_staging(py: Python<'_>, root: PathBuf) -> PyResult<Vec<String>> {
+    Ok(py.detach(|| staging::sweep_stale(&root))?)
+}
+
+/// (verdict, sha256 or None, size or None, detail or None) for one verified file.
+type OutcomeTuple = (String, Option<String>, Option<u64>, Option<String>);
+
+/// Verify (path, expected sha256) pairs on `threads` threads (default: all cores). `progress`,
+/// if given, is called on this thread as `progress(items_done, items_total, bytes_done)`,
+/// at most every 50 ms and once at the end; an exception from it (or Ctrl-C) stops the batch.
+#[pyfunction]
+#[pyo3(signature = (items, threads = None, progress = None))]
+fn verify_files(
+    py: Python<'_>,
+    items: Vec<(PathBuf, String)>,
+    threads: Option<usize>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Vec<OutcomeTuple>> {
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut failure: Option<PyErr> = None;
+    let mut last_report = Instant::now();
+    let outcomes = py.detach(|| {
+        verify::verify_batch(&items, threads, |p| {
+            let finished = p.items_done == p.items_total;
+            if !finished && last_report.elapsed() < Duration::from_millis(50) {
+                return ControlFlow::Continue(());
+            }
+            last_report = Instant::now();
+            let result = Python::attach(|py| -> PyResult<()> {
+                py.check_signals()?;
+                if let Some(cb) = &progress {
+                    cb.call1(py, (p.items_done, p.items_total, p.bytes_done))?;
+                }
+                Ok(())
+            });
+            match result {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    failure = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        })
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let outcomes = outcomes.ok_or_else(|| PyRuntimeError::new_err("verification cancelled"))?;
+    Ok(outcomes
+        .into_iter()
+        .map(|o| (o.verdict.as_str().to_string(), o.sha256, o.size, o.detail))
+        .collect())
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("WEIGHTS_FILE", staging::WEIGHTS_FILE)?;
+    m.add("PEFT_WEIGHTS_FILE", staging::PEFT_WEIGHTS_FILE)?;
+    m.add("CONFIG_FILE", staging::CONFIG_FILE)?;
+    m.add("RECORD_FILE", staging::RECORD_FILE)?;
+    m.add("STAGING_DIR", staging::STAGING_DIR)?;
+    m.add_class::<StagedAdapter>()?;
+    m.add_function(wrap_pyfunction!(hash_file, m)?)?;
+    m.add_function(wrap_pyfunction!(read_safetensors_header, m)?)?;
+    m.add_function(wrap_pyfunction!(stage, m)?)?;
+    m.add_function(wrap_pyfunction!(sweep_staging, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_files, m)?)?;
+    Ok(())
+}
