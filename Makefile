@@ -1,0 +1,40 @@
+# The two commands of the README, each doing its own set-up on a fresh clone:
+#   make demo   runs the main job (an end-to-end demo in a temporary home)
+#   make test   runs every test and check (.ci/run runs exactly this)
+# `make bench` runs the benchmarks against their baselines (release build).
+
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+export VIRTUAL_ENV := $(VENV)
+export PATH := $(VENV)/bin:$(PATH)
+
+.PHONY: demo test bench build lint
+
+$(VENV)/.ready: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip "maturin>=1.9.4,<2"
+	touch $@
+
+# Release build, installed editable into .venv with the test extra. A stale extension in
+# python/ would shadow the fresh one, so it is removed first.
+build: $(VENV)/.ready
+	rm -f python/adapter_registry/_core*.so
+	maturin develop --release --extras test
+
+demo: build
+	$(PY) -m adapter_registry.demo
+
+lint: build
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	$(PY) -m ruff check python tests benches
+	$(PY) -m ruff format --check python tests benches
+	$(PY) -m mypy
+	$(PY) -m mypy.stubtest adapter_registry._core
+
+test: lint
+	cargo test
+	$(PY) -m pytest
+
+bench: build
+	$(PY) -m pytest benches --benchmark-only --benchmark-columns=min,median,max,rounds

@@ -1,0 +1,114 @@
+"""The metadata store: one SQLAlchemy engine per registry, dialect-neutral except here.
+
+SQLite is tuned for many writer processes on one host: WAL, a busy timeout, and write
+transactions that begin ``IMMEDIATE`` (a deferred transaction that reads and then writes can
+fail on a stale snapshot, which the busy timeout does not cover). Triggers make the table
+write-once even for raw SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from .errors import AdapterStorageError
+from .record import MUTABLE_COLUMNS, AdapterRecord
+
+__all__ = ["Database"]
+
+TABLE = AdapterRecord.__table__  # type: ignore[attr-defined]
+BUSY_TIMEOUT_MS = 60_000
+_WRITE = "adapter_registry_write"
+IMMUTABLE_MESSAGE = (
+    "adapter_records is write-once: only pass_rate, fitness_score and is_archived may change"
+)
+
+
+def _sqlite_triggers() -> list[str]:
+    immutable = [c.name for c in TABLE.columns if c.name not in MUTABLE_COLUMNS]
+    changed = " OR ".join(f"NEW.{name} IS NOT OLD.{name}" for name in immutable)
+    return [
+        f"""CREATE TRIGGER IF NOT EXISTS adapter_records_write_once
+        BEFORE UPDATE ON adapter_records FOR EACH ROW WHEN {changed}
+        BEGIN SELECT RAISE(ABORT, '{IMMUTABLE_MESSAGE}'); END""",
+        """CREATE TRIGGER IF NOT EXISTS adapter_records_no_delete
+        BEFORE DELETE ON adapter_records FOR EACH ROW
+        BEGIN SELECT RAISE(ABORT, 'adapter_records is write-once: rows are never deleted'); END""",
+    ]
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        # Let SQLAlchemy, not the driver, say when a transaction begins (see on_begin).
+        dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        # FULL: a store that returned survives a power loss with its row, not only its files.
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+class Database:
+    """An engine for reads and a view of it whose transactions take the write lock up front."""
+
+    def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine = create_engine(parsed)
+        except (sa_exc.ArgumentError, ImportError) as err:
+            raise AdapterStorageError(f"database URL {url!r} cannot be used: {err}") from err
+        if self.dialect == "sqlite":
+            _configure_sqlite(self.engine)
+        self.write_engine = self.engine.execution_options(**{_WRITE: True})
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        with self.write() as conn:
+            TABLE.metadata.create_all(conn, tables=[TABLE])
+            if self.dialect == "sqlite":
+                for ddl in _sqlite_triggers():
+                    conn.exec_driver_sql(ddl)
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self._translated(), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A short write transaction, committed on exit."""
+        with self._translated(), self.write_engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        # Driver failures other than constraint violations become our storage error.
+        try:
+            yield
+        except sa_exc.IntegrityError:
+            raise
+        except sa_exc.DBAPIError as err:
+            raise AdapterStorageError(f"database {self.engine.url!r}: {err.orig}") from err
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def __getstate__(self) -> Any:  # engines do not cross processes
+        raise TypeError("Database objects cannot be pickled; open a new AdapterRegistry")

@@ -1,0 +1,66 @@
+"""The exception hierarchy of adapter_registry, shared by the Rust core and the Python layer.
+
+The Rust core raises these same classes (PyO3 ``import_exception!``), so a caller catches one
+hierarchy whichever layer found the problem. Every message names the adapter and the problem.
+
+Note that :class:`IntegrityError` is ours, not SQLAlchemy's: import theirs by qualified name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = [
+    "AdapterAlreadyExistsError",
+    "AdapterNotFoundError",
+    "AdapterRegistryError",
+    "AdapterStorageError",
+    "IntegrityError",
+    "InvalidAdapterError",
+]
+
+
+class AdapterRegistryError(Exception):
+    """Base class of every error the registry raises on purpose."""
+
+
+class AdapterAlreadyExistsError(AdapterRegistryError):
+    """The adapter id is registered, or its directory exists: adapters are written once."""
+
+
+class AdapterNotFoundError(AdapterRegistryError, LookupError):
+    """No adapter with that id is registered."""
+
+
+class InvalidAdapterError(AdapterRegistryError, ValueError):
+    """The input is not a storable adapter (bad weights, config, id, field); nothing was written."""
+
+
+class IntegrityError(AdapterRegistryError):
+    """Stored bytes no longer match their record (hash, size, or a missing file)."""
+
+
+class AdapterStorageError(AdapterRegistryError, OSError):
+    """The filesystem or database failed the registry (disk full, permissions, server gone).
+
+    ``errno`` is set where the operating system gave one.
+    """
+
+
+@contextmanager
+def about_adapter(adapter_id: str) -> Iterator[None]:
+    """Prefix ``adapter <id>:`` to registry errors raised inside, where it is not there yet."""
+    try:
+        yield
+    except AdapterRegistryError as err:
+        prefix = f"adapter {adapter_id}"
+        if isinstance(err, OSError) and err.errno is not None:
+            message = err.strerror or ""
+            if prefix in message:
+                raise
+            raise type(err)(err.errno, f"{prefix}: {message}") from err
+        message = str(err)
+        if prefix in message:
+            raise
+        raise type(err)(f"{prefix}: {message}") from err

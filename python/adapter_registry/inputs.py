@@ -1,0 +1,85 @@
+"""What ``store()`` accepts as an adapter, resolved to (weights source, config bytes).
+
+- a PEFT adapter directory, as ``save_pretrained`` writes it: ``adapter_model.safetensors``
+  (or ``adapter.safetensors``) beside ``adapter_config.json``;
+- a ``.safetensors`` file, with ``config`` given as a dict or a path;
+- the safetensors file's bytes, with ``config`` likewise.
+
+The weights are never read here: the Rust core reads them once, while it copies them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Union
+
+from ._core import CONFIG_FILE, PEFT_WEIGHTS_FILE, WEIGHTS_FILE
+from .errors import InvalidAdapterError
+from .lora_config import MAX_CONFIG_BYTES
+
+__all__ = ["ConfigInput", "WeightsInput", "resolve"]
+
+WeightsInput = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
+ConfigInput = Union[Mapping[str, Any], str, "os.PathLike[str]", None]
+
+
+def resolve(weights: WeightsInput, config: ConfigInput) -> tuple[str | bytes, bytes]:
+    if isinstance(weights, (bytes, bytearray, memoryview)):
+        if config is None:
+            raise InvalidAdapterError("weights given as bytes need a config (a dict or a path)")
+        return bytes(weights), _config_bytes(config)
+    if not isinstance(weights, (str, os.PathLike)):
+        raise InvalidAdapterError(
+            f"weights must be a path or bytes, not {type(weights).__name__}"
+        )
+    path = Path(weights).expanduser().absolute()
+    if path.is_dir():
+        weights_path = _weights_in_directory(path)
+        if config is None:
+            config = path / CONFIG_FILE
+        return str(weights_path), _config_bytes(config)
+    if config is None:
+        raise InvalidAdapterError(
+            f"weights {path} are a file (or missing): give config as a dict or a path, "
+            "or pass the PEFT adapter directory"
+        )
+    return str(path), _config_bytes(config)
+
+
+def _weights_in_directory(directory: Path) -> Path:
+    found = [directory / name for name in (PEFT_WEIGHTS_FILE, WEIGHTS_FILE)]
+    present = [p for p in found if p.exists()]
+    if not present:
+        legacy = " (adapter_model.bin is not accepted: save with safetensors)" if (
+            directory / "adapter_model.bin"
+        ).exists() else ""
+        raise InvalidAdapterError(
+            f"{directory} holds neither {PEFT_WEIGHTS_FILE} nor {WEIGHTS_FILE}{legacy}"
+        )
+    if len(present) == 2 and not os.path.samefile(*present):
+        raise InvalidAdapterError(
+            f"{directory} holds both {PEFT_WEIGHTS_FILE} and {WEIGHTS_FILE} and they differ"
+        )
+    return present[0]
+
+
+def _config_bytes(config: Mapping[str, Any] | str | os.PathLike[str]) -> bytes:
+    if isinstance(config, Mapping):
+        try:
+            return (json.dumps(dict(config), indent=2, sort_keys=True) + "\n").encode()
+        except (TypeError, ValueError) as err:
+            raise InvalidAdapterError(f"config is not JSON-serialisable: {err}") from err
+    if not isinstance(config, (str, os.PathLike)):
+        raise InvalidAdapterError(f"config must be a dict or a path, not {type(config).__name__}")
+    path = Path(config).expanduser()
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise InvalidAdapterError(f"config {path} does not exist") from None
+    except OSError as err:
+        raise InvalidAdapterError(f"config {path} cannot be read: {err.strerror}") from err
+    return data

@@ -1,0 +1,465 @@
+"""AdapterRegistry: the public API. Policy lives here; the byte work is the Rust core's.
+
+A store runs in four steps, and a crash between any two leaves either nothing visible, a
+registered adapter, or a published directory that ``recover()`` registers:
+
+1. check the metadata and read the parents (no lock held);
+2. stage: the core copies the weights into ``{root}/.staging/`` while hashing and validating
+   them, writes the config, seals and fsyncs both;
+3. publish: the record is written beside them and the directory renamed to ``{root}/{id}``,
+   exclusively (the filesystem decides a same-id race: exactly one rename wins);
+4. insert the row in a short ``BEGIN IMMEDIATE`` transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Row, exists, insert, literal_column, select, update
+from sqlalchemy import exc as sa_exc
+
+from . import _core, validation
+from .database import TABLE, Database
+from .errors import (
+    AdapterAlreadyExistsError,
+    AdapterNotFoundError,
+    AdapterRegistryError,
+    AdapterStorageError,
+    InvalidAdapterError,
+    about_adapter,
+)
+from .inputs import ConfigInput, WeightsInput, resolve
+from .lora_config import check_tensors, parse_config
+from .record import AdapterRecord
+from .reports import RecoveryReport, VerifyReport
+
+__all__ = ["AdapterRegistry", "default_home"]
+
+#: Set to "1" to publish with the exclusive-claim scheme instead of renameat2 (for testing the
+#: path that filesystems without RENAME_NOREPLACE take).
+FORCE_CLAIM_ENV = "ADAPTER_REGISTRY_FORCE_CLAIM"
+
+ProgressCallback = Callable[[int, int, int], object]
+
+
+def default_home() -> Path:
+    """``$RUNE_HOME``, else ``~/.rune``."""
+    return Path(os.environ.get("RUNE_HOME") or "~/.rune").expanduser()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _record(row: Row[Any]) -> AdapterRecord:
+    return AdapterRecord(**row._mapping)
+
+
+_ORDER = (TABLE.c.created_at, TABLE.c.id)
+# Literal, not bound: SQLite uses the partial index ix_adapter_records_best only when the
+# query's WHERE visibly implies the index's.
+_LIVE = TABLE.c.is_archived == literal_column("0")
+
+
+class AdapterRegistry:
+    """A write-once store of LoRA adapters: files under ``root``, metadata in a database.
+
+    ``root`` defaults to ``$RUNE_HOME/adapters`` and ``db_url`` to SQLite at
+    ``$RUNE_HOME/adapter_registry.db`` (``RUNE_HOME`` defaults to ``~/.rune``). Any SQLAlchemy
+    URL works for ``db_url``. Both are created on first use.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, db_url: str | None = None):
+        home = default_home()
+        self.root = Path(root if root is not None else home / "adapters").expanduser().resolve()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise AdapterStorageError(
+                err.errno, f"adapter root {self.root} cannot be created: {err.strerror}"
+            ) from err
+        if db_url is None:
+            db_url = f"sqlite:///{home / 'adapter_registry.db'}"
+        self.db_url = db_url
+        self._db = Database(db_url)
+
+    def close(self) -> None:
+        self._db.dispose()
+
+    def __enter__(self) -> AdapterRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"AdapterRegistry(root={str(self.root)!r}, db_url={self._db.engine.url!r})"
+
+    # ------------------------------------------------------------------ writing
+
+    def store(
+        self,
+        weights: WeightsInput,
+        *,
+        config: ConfigInput = None,
+        task_type: str,
+        source: str,
+        session_id: str,
+        base_model_id: str | None = None,
+        adapter_id: str | None = None,
+        parent_ids: Iterable[str] = (),
+        version: int | None = None,
+        generation: int | None = None,
+        training_task_hash: str | None = None,
+        agent_id: str | None = None,
+        pass_rate: float | None = None,
+        fitness_score: float | None = None,
+    ) -> AdapterRecord:
+        """Store a new adapter, once. The only write path for weights.
+
+        ``weights`` is a PEFT adapter directory, a ``.safetensors`` path, or its bytes (then
+        ``config`` is a dict or a path to ``adapter_config.json``). Raises
+        AdapterAlreadyExistsError if the id is registered or its directory exists, and
+        InvalidAdapterError for bad input; either way nothing is written.
+        """
+        if adapter_id is None:
+            adapter_id = str(uuid.uuid4())
+        with about_adapter(str(adapter_id)):
+            validation.check_adapter_id(adapter_id)
+            fields: dict[str, Any] = {
+                "task_type": validation.check_task_type(task_type),
+                "source": validation.check_source(source),
+                "session_id": validation.check_text("session_id", session_id),
+                "training_task_hash": validation.check_optional_text(
+                    "training_task_hash", training_task_hash
+                ),
+                "agent_id": validation.check_optional_text("agent_id", agent_id),
+                "pass_rate": validation.check_pass_rate(pass_rate),
+                "fitness_score": validation.check_fitness(fitness_score),
+            }
+            parents = validation.check_parent_ids(parent_ids, adapter_id)
+            weights_source, config_bytes = resolve(weights, config)
+            lora = parse_config(config_bytes)
+            base = base_model_id if base_model_id is not None else lora.base_model_name_or_path
+            if base is None:
+                raise InvalidAdapterError(
+                    "no base_model_id: pass it, or set base_model_name_or_path in the config"
+                )
+            fields["base_model_id"] = validation.check_text("base_model_id", base)
+            self._refuse_existing(adapter_id)
+            fields["version"], fields["generation"] = self._lineage_numbers(
+                parents, version, generation
+            )
+            return self._stage_publish_insert(
+                adapter_id, weights_source, config_bytes, lora, parents, fields
+            )
+
+    def _refuse_existing(self, adapter_id: str) -> None:
+        with self._db.read() as conn:
+            registered = conn.execute(select(exists().where(TABLE.c.id == adapter_id))).scalar()
+        if registered or os.path.lexists(self.root / adapter_id):
+            raise AdapterAlreadyExistsError(
+                f"adapter {adapter_id} already exists; adapters are written once"
+            )
+
+    def _lineage_numbers(
+        self, parents: list[str], version: int | None, generation: int | None
+    ) -> tuple[int, int]:
+        """Defaults: version 1 + the highest parent's (else 1), generation likewise (else 0)."""
+        top_version, top_generation = 0, -1
+        if parents:
+            with self._db.read() as conn:
+                rows = conn.execute(
+                    select(TABLE.c.id, TABLE.c.version, TABLE.c.generation).where(
+                        TABLE.c.id.in_(parents)
+                    )
+                ).all()
+            absent = sorted(set(parents) - {r.id for r in rows})
+            if absent:
+                raise InvalidAdapterError(f"parent {', '.join(absent)} is not registered")
+            top_version = max(r.version for r in rows)
+            top_generation = max(r.generation or 0 for r in rows)
+        if version is None:
+            version = top_version + 1
+        elif validation.check_count("version", version, 1) <= top_version:
+            raise InvalidAdapterError(
+                f"version {version} must exceed its parents' highest version {top_version}"
+            )
+        if generation is None:
+            generation = top_generation + 1
+        validation.check_count("generation", generation, 0)
+        return version, generation
+
+    def _stage_publish_insert(
+        self,
+        adapter_id: str,
+        weights_source: str | bytes,
+        config_bytes: bytes,
+        lora: Any,
+        parents: list[str],
+        fields: dict[str, Any],
+    ) -> AdapterRecord:
+        staged = _core.stage(str(self.root), adapter_id, weights_source, config_bytes)
+        try:
+            check_tensors(lora, staged.tensors)
+            record = AdapterRecord(
+                id=adapter_id,
+                rank=lora.r,
+                created_at=_now(),
+                file_path=str(self.root / adapter_id / _core.WEIGHTS_FILE),
+                file_hash=staged.file_hash,
+                file_size_bytes=staged.file_size,
+                is_archived=False,
+                parent_ids=json.dumps(parents),
+                config_hash=staged.config_hash,
+                **fields,
+            )
+            record_json = json.dumps(record.to_dict(), sort_keys=True).encode()
+            staged.publish(
+                adapter_id, record_json, exclusive_claim=os.environ.get(FORCE_CLAIM_ENV) == "1"
+            )
+        finally:
+            staged.discard()  # a no-op once published
+        return self._insert(record)
+
+    def _insert(self, record: AdapterRecord) -> AdapterRecord:
+        try:
+            with self._db.write() as conn:
+                conn.execute(insert(TABLE).values(record.to_dict()))
+        except sa_exc.IntegrityError:
+            existing = self._fetch(record.id)
+            if existing is not None and (existing.file_hash, existing.created_at) == (
+                record.file_hash,
+                record.created_at,
+            ):
+                return existing  # a concurrent recover() registered our publish first
+            raise AdapterAlreadyExistsError(
+                f"adapter {record.id} already exists; adapters are written once"
+            ) from None
+        except AdapterStorageError as err:
+            raise AdapterStorageError(
+                err.errno or 0,
+                f"adapter {record.id} was published at {self.root / record.id} but its row "
+                f"was not written ({err}); recover() registers it",
+            ) from err
+        return record
+
+    def archive(self, adapter_id: str) -> AdapterRecord:
+        """Soft-delete: the adapter stays on disk and in lineage, out of rankings. Idempotent."""
+        return self._update(adapter_id, {"is_archived": True})
+
+    def update_fitness(
+        self, adapter_id: str, fitness_score: float | None = None, pass_rate: float | None = None
+    ) -> AdapterRecord:
+        """Record an evaluation; the only metadata besides archiving that ever changes."""
+        with about_adapter(adapter_id):
+            values: dict[str, Any] = {}
+            if fitness_score is not None:
+                values["fitness_score"] = validation.check_fitness(fitness_score)
+            if pass_rate is not None:
+                values["pass_rate"] = validation.check_pass_rate(pass_rate)
+            if not values:
+                raise InvalidAdapterError("update_fitness needs fitness_score or pass_rate")
+        return self._update(adapter_id, values)
+
+    def _update(self, adapter_id: str, values: dict[str, Any]) -> AdapterRecord:
+        with self._db.write() as conn:
+            row = conn.execute(
+                update(TABLE).where(TABLE.c.id == adapter_id).values(values).returning(TABLE)
+            ).first()
+        if row is None:
+            raise AdapterNotFoundError(f"adapter {adapter_id} is not registered")
+        return _record(row)
+
+    # ------------------------------------------------------------------ reading
+
+    def _fetch(self, adapter_id: str) -> AdapterRecord | None:
+        with self._db.read() as conn:
+            row = conn.execute(select(TABLE).where(TABLE.c.id == adapter_id)).first()
+        return None if row is None else _record(row)
+
+    def _select(self, stmt: Any) -> list[AdapterRecord]:
+        with self._db.read() as conn:
+            return [_record(row) for row in conn.execute(stmt)]
+
+    def retrieve_by_id(self, adapter_id: str) -> AdapterRecord:
+        record = self._fetch(adapter_id)
+        if record is None:
+            raise AdapterNotFoundError(f"adapter {adapter_id} is not registered")
+        return record
+
+    def query_by_task_type(
+        self, task_type: str, include_archived: bool = False
+    ) -> list[AdapterRecord]:
+        """Adapters of one task type, oldest first."""
+        stmt = select(TABLE).where(TABLE.c.task_type == task_type)
+        if not include_archived:
+            stmt = stmt.where(_LIVE)
+        return self._select(stmt.order_by(*_ORDER))
+
+    def query_best_for_task(
+        self, task_type: str, base_model_id: str | None = None
+    ) -> AdapterRecord | None:
+        """The evaluated, non-archived adapter with the highest fitness_score, or None.
+
+        Ties go to the adapter stored first (then the smaller id), so the answer is stable.
+        """
+        stmt = select(TABLE).where(
+            TABLE.c.task_type == task_type, _LIVE, TABLE.c.fitness_score.is_not(None)
+        )
+        if base_model_id is not None:
+            stmt = stmt.where(TABLE.c.base_model_id == base_model_id)
+        stmt = stmt.order_by(TABLE.c.fitness_score.desc(), *_ORDER).limit(1)
+        found = self._select(stmt)
+        return found[0] if found else None
+
+    def list_all(self, include_archived: bool = True) -> list[AdapterRecord]:
+        """Every adapter, oldest first."""
+        stmt = select(TABLE)
+        if not include_archived:
+            stmt = stmt.where(_LIVE)
+        return self._select(stmt.order_by(*_ORDER))
+
+    def find_by_training_task_hash(self, training_task_hash: str) -> list[AdapterRecord]:
+        """Adapters trained on the same task (the deduplication key), oldest first."""
+        return self._select(
+            select(TABLE)
+            .where(TABLE.c.training_task_hash == training_task_hash)
+            .order_by(*_ORDER)
+        )
+
+    def lineage(self, adapter_id: str) -> list[AdapterRecord]:
+        """The ancestors of an adapter through parent_ids, nearest first, each once."""
+        frontier = self.retrieve_by_id(adapter_id).parents
+        seen: set[str] = {adapter_id}
+        ancestors: list[AdapterRecord] = []
+        while frontier:
+            frontier = [p for p in dict.fromkeys(frontier) if p not in seen]
+            if not frontier:
+                break
+            seen.update(frontier)
+            by_id = {
+                r.id: r for r in self._select(select(TABLE).where(TABLE.c.id.in_(frontier)))
+            }
+            generation = [by_id[p] for p in frontier if p in by_id]
+            ancestors.extend(generation)
+            frontier = [p for r in generation for p in r.parents]
+        return ancestors
+
+    # ------------------------------------------------------------------ integrity
+
+    def verify(self, adapter_id: str) -> VerifyReport:
+        """Hash the adapter's stored weights and config against its record."""
+        return self.verify_all([adapter_id])[0]
+
+    def verify_all(
+        self,
+        ids: Sequence[str] | None = None,
+        threads: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> list[VerifyReport]:
+        """Verify many adapters (default: all, archived included) on a pool of threads.
+
+        ``progress(files_done, files_total, bytes_done)`` is called from this thread as the
+        work goes (each adapter is two files: weights and config).
+        """
+        if ids is None:
+            records = self.list_all(include_archived=True)
+        else:
+            records = [self.retrieve_by_id(i) for i in ids]
+        items: list[tuple[str, str]] = []
+        for r in records:
+            items.append((r.file_path, r.file_hash))
+            items.append((str(Path(r.file_path).with_name(_core.CONFIG_FILE)), r.config_hash))
+        outcomes = _core.verify_files(items, threads, progress)
+        return [
+            _report(r, outcomes[2 * i], outcomes[2 * i + 1]) for i, r in enumerate(records)
+        ]
+
+    def recover(self) -> RecoveryReport:
+        """Bring files and rows back in step after crashes; safe beside live stores.
+
+        Removes the staging directories of dead stores and empty claim directories, registers
+        each published directory that has no row (after verifying it against the record
+        written into it before its publish), and reports rows whose files are gone. It never
+        removes or changes a published adapter.
+        """
+        report = RecoveryReport()
+        report.removed_staging = sorted(_core.sweep_staging(str(self.root)))
+        with self._db.read() as conn:
+            rows = {r.id: r.file_path for r in conn.execute(select(TABLE.c.id, TABLE.c.file_path))}
+        for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
+            if entry.name.startswith(".") or entry.name in rows:
+                continue
+            why = self._roll_forward(entry, report)
+            if why is not None:
+                report.unregistered.append((entry.name, why))
+        report.missing = sorted(i for i, path in rows.items() if not os.path.isfile(path))
+        return report
+
+    def _roll_forward(self, entry: os.DirEntry[str], report: RecoveryReport) -> str | None:
+        """Register one unregistered directory; returns why not, where it cannot be."""
+        if not entry.is_dir(follow_symlinks=False):
+            return "not a directory"
+        try:
+            validation.check_adapter_id(entry.name)
+        except InvalidAdapterError:
+            return "not an adapter id"
+        path = Path(entry.path)
+        try:
+            path.rmdir()  # only succeeds on an empty directory: a claim never filled
+            report.removed_claims.append(entry.name)
+            return None
+        except OSError:
+            pass
+        try:
+            raw = json.loads((path / _core.RECORD_FILE).read_bytes())
+            record = AdapterRecord(**{c.name: raw[c.name] for c in TABLE.columns})
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            return f"no readable {_core.RECORD_FILE}: {err}"
+        if record.id != entry.name or record.file_path != str(path / _core.WEIGHTS_FILE):
+            return f"{_core.RECORD_FILE} describes another adapter ({record.id})"
+        verdict = _report(record, *_core.verify_files(
+            [(record.file_path, record.file_hash),
+             (str(path / _core.CONFIG_FILE), record.config_hash)],
+        ))
+        if not verdict.ok:
+            return "; ".join(verdict.problems)
+        try:
+            self._insert(record)
+        except AdapterRegistryError as err:
+            return str(err)
+        report.rolled_forward.append(record.id)
+        return None
+
+
+def _report(
+    record: AdapterRecord,
+    weights: tuple[str, str | None, int | None, str | None],
+    config: tuple[str, str | None, int | None, str | None],
+) -> VerifyReport:
+    problems: list[str] = []
+    verdicts: list[str] = []
+    for name, (verdict, digest, size, detail), expected_hash, expected_size in (
+        (_core.WEIGHTS_FILE, weights, record.file_hash, record.file_size_bytes),
+        (_core.CONFIG_FILE, config, record.config_hash, None),
+    ):
+        if verdict == "ok" and expected_size is not None and size != expected_size:
+            verdict = "mismatch"
+        verdicts.append(verdict)
+        if verdict == "mismatch":
+            problems.append(
+                f"{name} does not match its record (sha256 {digest}, {size} bytes; "
+                f"recorded {expected_hash}"
+                + (f", {expected_size} bytes)" if expected_size is not None else ")")
+            )
+        elif verdict != "ok":
+            problems.append(f"{name} is {verdict}: {detail}")
+    return VerifyReport(record.id, VerifyReport.worst(verdicts), tuple(problems))
+

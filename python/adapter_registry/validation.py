@@ -1,0 +1,106 @@
+"""Checks of the caller's metadata: ids, task types, sources, numbers. Each failure raises
+InvalidAdapterError naming the field and the value."""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from .errors import InvalidAdapterError
+
+__all__ = [
+    "SOURCES",
+    "check_adapter_id",
+    "check_fitness",
+    "check_optional_text",
+    "check_parent_ids",
+    "check_pass_rate",
+    "check_task_type",
+    "check_text",
+]
+
+SOURCES = frozenset({"distillation", "evolution", "manual"})
+_KEBAB = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+MAX_TEXT = 512
+
+
+def check_adapter_id(value: Any, what: str = "adapter id") -> str:
+    """A canonical (lower-case, hyphenated) UUID version 4."""
+    if not isinstance(value, str):
+        raise InvalidAdapterError(f"{what} {value!r} is not a string")
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or str(parsed) != value or parsed.version != 4:
+        raise InvalidAdapterError(f"{what} {value!r} is not a canonical UUID v4")
+    return value
+
+
+def check_task_type(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 64 or not _KEBAB.fullmatch(value):
+        raise InvalidAdapterError(
+            f"task_type {value!r} is not kebab-case (lower-case words joined by '-', e.g. 'bug-fix')"
+        )
+    return value
+
+
+def check_source(value: Any) -> str:
+    if value not in SOURCES:
+        raise InvalidAdapterError(f"source {value!r} is not one of {sorted(SOURCES)}")
+    return str(value)
+
+
+def check_text(name: str, value: Any) -> str:
+    """A non-empty single-line string of reasonable length."""
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > MAX_TEXT
+        or any(c in value for c in "\0\n\r")
+    ):
+        raise InvalidAdapterError(f"{name} {value!r} must be a non-empty single-line string")
+    return value
+
+
+def check_optional_text(name: str, value: Any) -> str | None:
+    return None if value is None else check_text(name, value)
+
+
+def _finite(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidAdapterError(f"{name} {value!r} is not a finite number")
+    return float(value)
+
+
+def check_pass_rate(value: Any) -> float | None:
+    if value is None:
+        return None
+    rate = _finite("pass_rate", value)
+    if not 0.0 <= rate <= 1.0:
+        raise InvalidAdapterError(f"pass_rate {value!r} is outside 0..1")
+    return rate
+
+
+def check_fitness(value: Any) -> float | None:
+    return None if value is None else _finite("fitness_score", value)
+
+
+def check_count(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidAdapterError(f"{name} {value!r} must be an integer >= {minimum}")
+    return value
+
+
+def check_parent_ids(values: Iterable[Any], adapter_id: str) -> list[str]:
+    if isinstance(values, (str, bytes)):
+        raise InvalidAdapterError("parent_ids must be a list of adapter ids, not a single string")
+    parents = [check_adapter_id(v, "parent id") for v in values]
+    if len(set(parents)) != len(parents):
+        raise InvalidAdapterError(f"parent_ids {parents} name a parent twice")
+    if adapter_id in parents:
+        raise InvalidAdapterError("an adapter cannot be its own parent")
+    return parents
