@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
@@ -45,7 +46,16 @@ __all__ = ["AdapterRegistry", "default_home"]
 #: path that filesystems without RENAME_NOREPLACE take).
 FORCE_CLAIM_ENV = "ADAPTER_REGISTRY_FORCE_CLAIM"
 
+#: Fault injection for crash tests: a step name ("staged", "published") at which store()
+#: kills its own process with SIGKILL, exactly as a crash there would leave things.
+CRASH_AT_ENV = "ADAPTER_REGISTRY_CRASH_AT"
+
 ProgressCallback = Callable[[int, int, int], object]
+
+
+def _crash_point(step: str) -> None:
+    if os.environ.get(CRASH_AT_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def default_home() -> Path:
@@ -206,6 +216,7 @@ class AdapterRegistry:
         fields: dict[str, Any],
     ) -> AdapterRecord:
         staged = _core.stage(str(self.root), adapter_id, weights_source, config_bytes)
+        _crash_point("staged")
         try:
             check_tensors(lora, staged.tensors)
             record = AdapterRecord(
@@ -226,6 +237,7 @@ class AdapterRegistry:
             )
         finally:
             staged.discard()  # a no-op once published
+        _crash_point("published")
         return self._insert(record)
 
     def _insert(self, record: AdapterRecord) -> AdapterRecord:
