@@ -2,11 +2,11 @@
 
     python -m adapter_registry.demo [--home DIR] [--adapters N] [--size-mb S] [--keep]
 
-It builds real PEFT LoRA files (safetensors, written here with ``struct`` and ``json``) for a
-small Qwen2-style model, stores them across three task types with lineage, evaluates and ranks
-them, verifies every byte, tampers with one file to show the check catching it, runs recovery,
-and ends with a table of what it did and how fast. Standard library only: no torch, no numpy.
-Exit status 0 when everything behaved as expected, 1 otherwise.
+It builds real PEFT LoRA files (safetensors, serialized here with ``struct`` and ``json``) with
+the shapes of a small Qwen2-style model, stores them across three task types with lineage,
+evaluates and ranks them, verifies every byte, tampers with one file to show the check catching
+it, runs recovery, and ends with a table of what it did and how fast. Standard library only:
+no torch, no numpy. Exit status 0 when everything behaved as expected, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -32,24 +32,27 @@ from .registry import AdapterRegistry
 
 TASKS = ("bug-fix", "feature-impl", "refactor")
 BASE_MODEL = "Qwen/Qwen2.5-Coder-7B"
-LAYERS, RANK, SEED = 4, 8, 1234
-MB = 1 << 20
+LAYERS, RANK, SEED, MB = 4, 8, 1234, 1 << 20
+CONFIG = {  # adapter_config.json as PEFT's LoraConfig writes it (abridged)
+    "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": BASE_MODEL,
+    "r": RANK, "lora_alpha": 2 * RANK, "lora_dropout": 0.05, "bias": "none",
+    "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+}  # fmt: skip
 
 
 def model_shape(size_mb: float) -> tuple[int, int]:
     """(hidden, kv_out) of a Qwen2-style GQA model whose q/k/v/o LoRA is about size_mb."""
-    # Per layer and per unit of rank: A is [r, hidden] for all four projections, B is [out, r]
-    # with out = hidden for q/o and hidden/4 for k/v: 6.5 * hidden floats of 4 bytes.
-    hidden = round(size_mb * MB / (LAYERS * RANK * 26) / 64) * 64
-    hidden = max(hidden, 64)
+    # Per layer and unit of rank: A is [r, hidden] for all four projections and B is [out, r],
+    # out = hidden for q/o and hidden/4 for k/v (4 query heads per kv head): 6.5 * hidden floats.
+    hidden = max(64, round(size_mb * MB / (LAYERS * RANK * 26) / 64) * 64)
     return hidden, hidden // 4
 
 
 def safetensors_bytes(tensors: dict[str, tuple[list[int], bytes]]) -> bytes:
-    """Serialize F32 tensors: u64 header length, JSON header padded with spaces, then data."""
+    """F32 tensors as safetensors: u64 header length, JSON header padded with spaces, data."""
     header: dict[str, object] = {"__metadata__": {"format": "pt"}}
     offset = 0
-    for name in sorted(tensors):  # ascending offsets in name order, as safetensors writes them
+    for name in sorted(tensors):  # data in name order, offsets ascending, as safetensors does
         shape, data = tensors[name]
         header[name] = {
             "dtype": "F32",
@@ -58,21 +61,24 @@ def safetensors_bytes(tensors: dict[str, tuple[list[int], bytes]]) -> bytes:
         }
         offset += len(data)
     raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
+    raw += b" " * (-len(raw) % 8)  # so that the data starts 8-byte aligned
     return struct.pack("<Q", len(raw)) + raw + b"".join(tensors[n][1] for n in sorted(tensors))
 
 
 def lora_adapter(hidden: int, kv_out: int, rng: random.Random) -> bytes:
-    """One adapter on q/k/v/o of every layer: A ~ U(+-1/sqrt(hidden)), B ~ N(0, 0.02)."""
+    """LoRA A ~ U(+-1/sqrt(hidden)) and B ~ N(0, 0.02) on q/k/v/o of every layer.
+
+    Each tensor tiles a random rotation of 8192 drawn values, so that building stays fast.
+    """
     bound = hidden**-0.5
     pools = {
         "A": array("f", (rng.uniform(-bound, bound) for _ in range(8192))).tobytes(),
         "B": array("f", (rng.gauss(0.0, 0.02) for _ in range(8192))).tobytes(),
     }
 
-    def fill(side: str, count: int) -> bytes:  # a random rotation of the pool, tiled
-        pool, k = pools[side], rng.randrange(8192) * 4
-        pool = pool[k:] + pool[:k]
+    def fill(side: str, count: int) -> bytes:
+        k = rng.randrange(8192) * 4
+        pool = pools[side][k:] + pools[side][:k]
         return (pool * (-(-count * 4 // len(pool))))[: count * 4]
 
     tensors: dict[str, tuple[list[int], bytes]] = {}
@@ -84,48 +90,26 @@ def lora_adapter(hidden: int, kv_out: int, rng: random.Random) -> bytes:
     return safetensors_bytes(tensors)
 
 
-def lora_config() -> dict[str, object]:
-    return {
-        "peft_type": "LORA",
-        "task_type": "CAUSAL_LM",
-        "base_model_name_or_path": BASE_MODEL,
-        "r": RANK,
-        "lora_alpha": 2 * RANK,
-        "lora_dropout": 0.05,
-        "bias": "none",
-        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
-    }
-
-
-def progress_bar(enabled: bool) -> tuple[list[int], Callable[[int, int, int], None]]:
-    """A verify_all progress callback; draws a one-line bar on a TTY. Returns (last, callback)."""
+def progress_bar(tty: bool) -> tuple[list[int], Callable[[int, int, int], None]]:
+    """A verify_all progress callback (a one-line bar on a TTY) and its latest numbers."""
     last = [0, 0, 0]
 
     def show(files_done: int, files_total: int, bytes_done: int) -> None:
-        redraw = files_done != last[0] or files_done == files_total
+        redraw = tty and (files_done != last[0] or files_done == files_total)
         last[:] = [files_done, files_total, bytes_done]
-        if enabled and redraw:
-            filled = 30 * files_done // max(files_total, 1)
-            bar = "#" * filled + "." * (30 - filled)
-            print(
-                f"\r   [{bar}] {files_done}/{files_total} files, {bytes_done / MB:.1f} MB",
-                end="",
-                flush=True,
-            )
+        if redraw:
+            bar = "#" * (30 * files_done // max(files_total, 1))
+            print(f"\r   [{bar:.<30}] {files_done}/{files_total} files", end="", flush=True)
 
     return last, show
 
 
-def flip_byte(path: str, offset: int) -> None:
+def flip_bit(path: str, offset: int) -> None:
     with open(path, "r+b") as f:
         f.seek(offset)
         byte = f.read(1)[0]
         f.seek(offset)
         f.write(bytes([byte ^ 0x01]))
-
-
-def short(record: AdapterRecord) -> str:
-    return record.id[:8]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--home", type=Path, help="keep the registry here (default: a temp dir)")
+    parser.add_argument("--home", type=Path, help="use this home (default: a temporary one)")
     parser.add_argument("--adapters", type=int, default=12, help="how many to store (12)")
-    parser.add_argument("--size-mb", type=float, default=1.0, help="size of each adapter (1.0)")
+    parser.add_argument("--size-mb", type=float, default=1.0, help="size of each adapter (1)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
     args = parser.parse_args(argv)
     if args.adapters < 1 or args.size_mb <= 0:
@@ -158,94 +142,91 @@ def main(argv: list[str] | None = None) -> int:
 def run(home: Path, n: int, size_mb: float) -> int:
     rng, surprises = random.Random(SEED), 0
     hidden, kv_out = model_shape(size_mb)
-    print(f"adapter_registry {__version__} demo")
-    with AdapterRegistry(
-        root=home / "adapters", db_url=f"sqlite:///{home}/adapter_registry.db"
-    ) as reg:
+    print(f"adapter_registry {__version__} demo, home {home}")
+    db_url = f"sqlite:///{home}/adapter_registry.db"
+    with AdapterRegistry(root=home / "adapters", db_url=db_url) as reg:
         print(f"   adapters in {reg.root}\n   metadata in {reg.db_url}")
 
-        # 1. Store: first-generation adapters are distilled; about a third evolve from one.
         print(
-            f"\n1. store {n} LoRA adapters for {BASE_MODEL} (Qwen2-style shapes: {LAYERS} "
-            f"layers, hidden {hidden}, k/v out {kv_out}, r={RANK}, q/k/v/o)"
+            f"\n1. store {n} LoRA adapters for {BASE_MODEL}: q/k/v/o, r={RANK}, shapes of a "
+            f"Qwen2-style model ({LAYERS} layers, hidden {hidden}, k/v out {kv_out})"
         )
-        session, config = f"demo-{time.strftime('%Y%m%d-%H%M%S')}", lora_config()
+        session = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
         stored: list[AdapterRecord] = []
         by_task: dict[str, list[AdapterRecord]] = {t: [] for t in TASKS}
         store_s = 0.0
         for i in range(n):
-            task = TASKS[i % 3]
-            child = i >= 3 and (i + i // 3) % 3 == 0 and bool(by_task[task])
-            parents = [rng.choice(by_task[task]).id] if child else []
+            # One adapter per task per round. From the second round on, one task per round (in
+            # turn) evolves its latest evolved adapter, or else its first, instead of distilling.
+            task, child = TASKS[i % 3], i >= 3 and i % 3 == (i // 3 - 1) % 3
+            evolved = [r for r in by_task[task] if r.parents] or by_task[task][:1]
             weights = lora_adapter(hidden, kv_out, rng)
             started = time.perf_counter()
             record = reg.store(
-                weights, config=config, task_type=task, session_id=session,
-                source="evolution" if child else "distillation", parent_ids=parents,
+                weights,
+                config=CONFIG,
+                task_type=task,
+                session_id=session,
+                source="evolution" if child else "distillation",
+                parent_ids=[evolved[-1].id] if child else [],
                 agent_id=f"agent-{rng.randrange(1, 5)}",
                 training_task_hash=hashlib.sha256(f"{task}/{i // 3}".encode()).hexdigest(),
-            )  # fmt: skip
+            )
             store_s += time.perf_counter() - started
             stored.append(record)
             by_task[task].append(record)
         total_mb = sum(r.file_size_bytes for r in stored) / MB
         for task, records in by_task.items():
-            evolved = sum(1 for r in records if r.parents)
-            print(f"   {task:<13} {len(records):>3} stored ({evolved} evolved from a parent)")
+            children = sum(1 for r in records if r.parents)
+            print(f"   {task:<13} {len(records):>3} stored ({children} evolved from a parent)")
         print(f"   {total_mb:.1f} MB in {store_s:.2f} s, each file hashed and validated on write")
 
-        # 2. Evaluate (a seeded stand-in for a test run), then retire the leading refactor.
-        print("\n2. evaluate and archive")
+        print("\n2. evaluate (seeded scores standing in for test runs) and archive")
         for record in stored:
-            fitness = min(rng.uniform(0.3, 0.85) + 0.05 * (record.generation or 0), 1.0)
-            reg.update_fitness(
-                record.id,
-                fitness_score=round(fitness, 3),
-                pass_rate=round(rng.uniform(0.4, 1.0), 3),
-            )
+            fitness = min(rng.uniform(0.3, 0.85) + 0.1 * (record.generation or 0), 1.0)
+            pass_rate = round(rng.uniform(0.4, 1.0), 3)
+            reg.update_fitness(record.id, fitness_score=round(fitness, 3), pass_rate=pass_rate)
         leader = reg.query_best_for_task("refactor")
         if leader is not None:
             reg.archive(leader.id)
             print(
-                f"   {n} evaluated; archived {short(leader)} (refactor, fitness "
-                f"{leader.fitness_score:.3f}): out of the ranking, kept on disk and in lineage"
+                f"   {n} evaluated; archived {leader.id[:8]} (best refactor, fitness "
+                f"{leader.fitness_score}): out of the ranking, kept on disk and in lineage"
             )
 
-        # 3. Rank.
         print("\n3. best live adapter per task")
         print(
-            f"   {'task':<13} {'adapter':<9} {'fitness':>7} {'pass':>6} {'version':>7} "
-            f"{'gen':>4} {'ancestors':>9}  source"
+            f"   {'task':<13} {'adapter':<9} {'fitness':>7} {'pass':>5} {'version':>7} "
+            f"{'gen':>3} {'ancestors':>9}  source"
         )
         for task in TASKS:
             best = reg.query_best_for_task(task)
             if best is None:
-                print(f"   {task:<13} (none evaluated)")
+                print(f"   {task:<13} (none: archived or not evaluated)")
                 continue
             print(
-                f"   {task:<13} {short(best):<9} {best.fitness_score or 0:>7.3f} "
-                f"{best.pass_rate or 0:>6.2f} {best.version:>7} {best.generation or 0:>4} "
+                f"   {task:<13} {best.id[:8]:<9} {best.fitness_score or 0:>7.3f} "
+                f"{best.pass_rate or 0:>5.2f} {best.version:>7} {best.generation or 0:>3} "
                 f"{len(reg.lineage(best.id)):>9}  {best.source}"
             )
 
-        # 4. Verify every byte of every adapter against its record.
-        print("\n4. verify all")
-        last, show = progress_bar(sys.stdout.isatty())
+        print("\n4. verify every adapter against its record")
+        tty = sys.stdout.isatty()
+        last, show = progress_bar(tty)
         started = time.perf_counter()
         reports = reg.verify_all(progress=show)
         verify_s = time.perf_counter() - started
         verified_mb = last[2] / MB
         bad = [r for r in reports if not r.ok]
         print(
-            ("\n" if sys.stdout.isatty() else "")
-            + f"   {len(reports) - len(bad)}/{len(reports)} adapters ok, {last[1]} files, "
-            f"{verified_mb:.1f} MB in {verify_s:.2f} s"
+            ("\n" if tty else "") + f"   {len(reports) - len(bad)}/{len(reports)} ok "
+            f"({last[1]} files, {verified_mb:.1f} MB in {verify_s:.3f} s)"
         )
         for report in bad:
             surprises += 1
             print(f"   UNEXPECTED {report.adapter_id}: {report.status}: {report.problems}")
 
-        # 5. Tamper: act as someone with write access, flip one bit, then put it back.
+        # As an attacker (or a careless root) with write access: flip one bit, then undo it.
         victim = stored[len(stored) // 2]
         path = victim.file_path
         with open(path, "rb") as f:
@@ -253,11 +234,12 @@ def run(home: Path, n: int, size_mb: float) -> int:
         offset = data_start + (victim.file_size_bytes - data_start) // 2
         mode = os.stat(path).st_mode & 0o777
         print(
-            f"\n5. tamper: chmod {mode:o} -> 644 and flip one bit at "
-            f"byte {offset} of {short(victim)}/{Path(path).name}"
+            f"\n5. tamper: chmod {mode:o} -> 644 and flip one bit of byte {offset} of "
+            f"{victim.id[:8]}/{Path(path).name}"
         )
         os.chmod(path, 0o644)
-        flip_byte(path, offset)
+        flip_bit(path, offset)
+        caught = False
         try:
             report = reg.verify(victim.id)
             print(f"   verify: {report.status}")
@@ -268,25 +250,25 @@ def run(home: Path, n: int, size_mb: float) -> int:
                 surprises += 1
                 print("   UNEXPECTED: the tampered file was not reported as a mismatch")
         finally:
-            flip_byte(path, offset)
+            flip_bit(path, offset)
             os.chmod(path, mode)
         report = reg.verify(victim.id)
         print(f"   restored (bit flipped back, chmod {mode:o}): verify: {report.status}")
         surprises += not report.ok
 
-        # 6. Recover: after crashes this rolls published files forward; here nothing to do.
-        print("\n6. recover")
-        recovery = reg.recover()
-        print(
-            f"   {'clean' if recovery.clean else 'NOT CLEAN'}: "
-            f"{len(recovery.rolled_forward)} rolled forward, "
-            f"{len(recovery.removed_staging)} staging dirs removed, "
-            f"{len(recovery.removed_claims)} claims removed, "
-            f"{len(recovery.unregistered)} unregistered, {len(recovery.missing)} missing"
-        )
-        surprises += not recovery.clean
+        print("\n6. recover (after a crash it registers published adapters; here nothing to do)")
+        rec = reg.recover()
+        found = {
+            "rolled forward": len(rec.rolled_forward),
+            "staging dirs removed": len(rec.removed_staging),
+            "claims removed": len(rec.removed_claims),
+            "unregistered": len(rec.unregistered),
+            "rows missing files": len(rec.missing),
+        }
+        counts = ", ".join(f"{count} {what}" for what, count in found.items())
+        print(f"   {'clean' if rec.clean else 'NOT CLEAN'}: {counts}")
+        surprises += not rec.clean
 
-        # 7. How fast the hot query is.
         timings = []
         for i in range(300):
             started_ns = time.perf_counter_ns()
@@ -294,10 +276,9 @@ def run(home: Path, n: int, size_mb: float) -> int:
             timings.append(time.perf_counter_ns() - started_ns)
 
     rows = [
-        ("adapters stored", f"{n}"),
-        ("total size", f"{total_mb:.1f} MB"),
+        ("adapters stored", f"{n} ({total_mb:.1f} MB, {total_mb / n:.2f} MB each)"),
         ("store", f"{n / store_s:.1f} adapters/s, {total_mb / store_s:.1f} MB/s"),
-        ("verify", f"{verified_mb / verify_s:.1f} MB/s ({len(reports)} adapters)"),
+        ("verify", f"{verified_mb / verify_s:.0f} MB/s ({len(reports)} adapters)"),
         ("query_best_for_task", f"{statistics.median(timings) / 1000:.0f} us median (300 calls)"),
         ("tampering", "caught" if caught else "MISSED"),
         ("result", "ok" if surprises == 0 else f"{surprises} unexpected result(s)"),

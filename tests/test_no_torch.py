@@ -1,0 +1,62 @@
+"""The metadata side never needs torch: everything of the registry runs where importing torch
+or peft fails, and none of it tries."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    class Refuse:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("torch", "peft", "transformers"):
+                raise ImportError(f"{name} is forbidden in this test")
+
+    sys.meta_path.insert(0, Refuse())
+    import json, struct
+    from adapter_registry import AdapterRegistry
+
+    def lora(seed):
+        header = {}
+        data = b""
+        for m in ("q_proj", "v_proj"):
+            for side, shape in (("A", [2, 4]), ("B", [4, 2])):
+                name = f"base_model.model.model.layers.0.self_attn.{m}.lora_{side}.weight"
+                header[name] = {"dtype": "F32", "shape": shape,
+                                "data_offsets": [len(data), len(data) + 32]}
+                data += bytes([seed]) * 32
+        text = json.dumps(header).encode()
+        text += b" " * (-len(text) % 8)
+        return struct.pack("<Q", len(text)) + text + data
+
+    config = {"peft_type": "LORA", "r": 2, "target_modules": ["q_proj", "v_proj"],
+              "base_model_name_or_path": "tiny/model"}
+    reg = AdapterRegistry(root=sys.argv[1] + "/adapters", db_url=f"sqlite:///{sys.argv[1]}/r.db")
+    a = reg.store(lora(1), config=config, task_type="bug-fix", source="manual", session_id="s")
+    b = reg.store(lora(2), config=config, task_type="bug-fix", source="evolution",
+                  session_id="s", parent_ids=[a.id])
+    reg.update_fitness(b.id, fitness_score=1.0, pass_rate=0.5)
+    reg.archive(a.id)
+    assert reg.query_best_for_task("bug-fix").id == b.id
+    assert [r.id for r in reg.lineage(b.id)] == [a.id]
+    assert all(r.ok for r in reg.verify_all())
+    assert reg.recover().clean
+    reg.retrieve_by_id(a.id); reg.query_by_task_type("bug-fix"); reg.list_all()
+    reg.find_by_training_task_hash("x")
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "peft", "numpy"))
+    print("loaded:", loaded)
+    """
+)
+
+
+def test_every_operation_runs_where_torch_cannot_be_imported(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "loaded: []"

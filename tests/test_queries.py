@@ -1,0 +1,159 @@
+"""Reads and the two metadata changes: retrieve, queries, ranking, lineage, archive, fitness."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from adapter_registry import AdapterNotFoundError, AdapterRegistry, InvalidAdapterError
+
+MISSING = "12345678-1234-4234-8234-123456789abc"
+
+
+def test_retrieve_by_id_and_not_found(store_one: Any, registry: AdapterRegistry) -> None:
+    record = store_one()
+    assert registry.retrieve_by_id(record.id) == record
+    with pytest.raises(AdapterNotFoundError, match=f"adapter {MISSING} is not registered"):
+        registry.retrieve_by_id(MISSING)
+    assert issubclass(AdapterNotFoundError, LookupError)
+
+
+def test_query_by_task_type_oldest_first_without_archived(
+    store_one: Any, registry: AdapterRegistry
+) -> None:
+    a, b, c = (store_one(seed=i) for i in range(3))
+    other = store_one(seed=4, task_type="refactor")
+    registry.archive(b.id)
+    assert [r.id for r in registry.query_by_task_type("bug-fix")] == [a.id, c.id]
+    assert [r.id for r in registry.query_by_task_type("bug-fix", include_archived=True)] == [
+        a.id, b.id, c.id,
+    ]
+    assert [r.id for r in registry.query_by_task_type("refactor")] == [other.id]
+    assert registry.query_by_task_type("docs") == []
+
+
+def test_best_for_task_ranks_by_fitness_among_live_evaluated_adapters(
+    store_one: Any, registry: AdapterRegistry
+) -> None:
+    assert registry.query_best_for_task("bug-fix") is None
+    unevaluated = store_one(seed=0)
+    low, high, archived = (store_one(seed=i) for i in (1, 2, 3))
+    registry.update_fitness(low.id, fitness_score=0.2)
+    registry.update_fitness(high.id, fitness_score=0.7, pass_rate=0.5)
+    registry.update_fitness(archived.id, fitness_score=0.99)
+    registry.archive(archived.id)
+    best = registry.query_best_for_task("bug-fix")
+    assert best is not None and best.id == high.id
+    assert best.fitness_score == 0.7 and best.pass_rate == 0.5
+    assert unevaluated.id != best.id
+    assert registry.query_best_for_task("refactor") is None
+
+
+def test_best_for_task_ties_go_to_the_first_stored(store_one: Any, registry: AdapterRegistry) -> None:
+    first, second = store_one(seed=1), store_one(seed=2)
+    for r in (second, first):
+        registry.update_fitness(r.id, fitness_score=0.5)
+    best = registry.query_best_for_task("bug-fix")
+    assert best is not None and best.id == first.id
+
+
+def test_best_for_task_filters_by_base_model(store_one: Any, registry: AdapterRegistry) -> None:
+    a = store_one(seed=1)
+    b = store_one(seed=2, base_model_id="org/bigger")
+    registry.update_fitness(a.id, fitness_score=0.9)
+    registry.update_fitness(b.id, fitness_score=0.1)
+    best = registry.query_best_for_task("bug-fix", base_model_id="org/bigger")
+    assert best is not None and best.id == b.id
+    assert registry.query_best_for_task("bug-fix", base_model_id="org/none") is None
+
+
+def test_best_for_task_uses_its_partial_index(store_one: Any, registry: AdapterRegistry) -> None:
+    store_one()
+    emitted: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT"):
+            emitted.append((statement, params))
+
+    event.listen(registry._db.engine, "before_cursor_execute", capture)
+    try:
+        registry.query_best_for_task("bug-fix")
+    finally:
+        event.remove(registry._db.engine, "before_cursor_execute", capture)
+    (statement, params), = emitted
+    db = registry.db_url.removeprefix("sqlite:///")
+    with sqlite3.connect(db) as conn:
+        plan = " ".join(str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}", params))
+    assert "ix_adapter_records_best" in plan
+    assert "TEMP B-TREE" not in plan, "the index already gives the ranking order"
+
+
+def test_list_all_and_find_by_training_task_hash(store_one: Any, registry: AdapterRegistry) -> None:
+    a = store_one(seed=1, training_task_hash="task-a")
+    b = store_one(seed=2, training_task_hash="task-b", task_type="refactor")
+    c = store_one(seed=3, training_task_hash="task-a")
+    registry.archive(c.id)
+    assert [r.id for r in registry.list_all()] == [a.id, b.id, c.id]
+    assert [r.id for r in registry.list_all(include_archived=False)] == [a.id, b.id]
+    assert [r.id for r in registry.find_by_training_task_hash("task-a")] == [a.id, c.id]
+    assert registry.find_by_training_task_hash("task-z") == []
+
+
+def test_lineage_walks_every_ancestor_once_nearest_first(
+    store_one: Any, registry: AdapterRegistry
+) -> None:
+    root = store_one(seed=0)
+    left = store_one(seed=1, parent_ids=[root.id], source="evolution")
+    right = store_one(seed=2, parent_ids=[root.id], source="evolution")
+    child = store_one(seed=3, parent_ids=[left.id, right.id], source="evolution")
+    assert [r.id for r in registry.lineage(child.id)] == [left.id, right.id, root.id]
+    assert registry.lineage(root.id) == []
+    with pytest.raises(AdapterNotFoundError):
+        registry.lineage(MISSING)
+
+
+def test_archive_is_idempotent_and_keeps_the_files(store_one: Any, registry: AdapterRegistry) -> None:
+    record = store_one()
+    assert registry.archive(record.id).is_archived is True
+    assert registry.archive(record.id).is_archived is True
+    assert registry.retrieve_by_id(record.id).is_archived is True
+    assert registry.verify(record.id).ok
+    with pytest.raises(AdapterNotFoundError):
+        registry.archive(MISSING)
+
+
+def test_update_fitness_changes_only_what_it_is_given(store_one: Any, registry: AdapterRegistry) -> None:
+    record = store_one()
+    registry.update_fitness(record.id, fitness_score=-3.5)
+    updated = registry.update_fitness(record.id, pass_rate=1.0)
+    assert (updated.fitness_score, updated.pass_rate) == (-3.5, 1.0)
+    unchanged = {k: v for k, v in record.to_dict().items() if k not in ("fitness_score", "pass_rate")}
+    assert {k: v for k, v in updated.to_dict().items() if k in unchanged} == unchanged
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"pass_rate": 1.5}, "outside 0..1"),
+        ({"pass_rate": -0.1}, "outside 0..1"),
+        ({"pass_rate": float("nan")}, "not a finite"),
+        ({"fitness_score": float("-inf")}, "not a finite"),
+        ({"fitness_score": "high"}, "not a finite"),
+        ({}, "needs fitness_score or pass_rate"),
+    ],
+)
+def test_update_fitness_refuses_bad_numbers(
+    store_one: Any, registry: AdapterRegistry, kwargs: dict[str, Any], message: str
+) -> None:
+    record = store_one()
+    with pytest.raises(InvalidAdapterError, match=f"adapter {record.id}: .*{message}"):
+        registry.update_fitness(record.id, **kwargs)
+    assert registry.retrieve_by_id(record.id) == record
+
+
+def test_update_fitness_of_an_unknown_adapter(registry: AdapterRegistry) -> None:
+    with pytest.raises(AdapterNotFoundError, match=MISSING):
+        registry.update_fitness(MISSING, fitness_score=1.0)

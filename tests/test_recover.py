@@ -1,0 +1,130 @@
+"""recover(): after a crash at any step there is never a row without its files; a publish
+whose insert never happened is rolled forward, and a dead store's staging is cleared."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import rows
+from lora_factory import lora_bytes, lora_config
+
+from adapter_registry import AdapterAlreadyExistsError, AdapterRegistry, _core
+
+STORE_AND_CRASH = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, sys.argv[3])
+    from lora_factory import lora_bytes, lora_config
+    from adapter_registry import AdapterRegistry
+    home, adapter_id = sys.argv[1], sys.argv[2]
+    reg = AdapterRegistry(root=f"{home}/adapters", db_url=f"sqlite:///{home}/registry.db")
+    reg.store(lora_bytes(seed=7), config=lora_config(), task_type="bug-fix", source="manual",
+              session_id="crashing", adapter_id=adapter_id, training_task_hash="t")
+    print("not killed")
+    """
+)
+
+
+def crash_store(home: Path, adapter_id: str, step: str) -> None:
+    env = {**os.environ, "ADAPTER_REGISTRY_CRASH_AT": step}
+    done = subprocess.run(
+        [sys.executable, "-c", STORE_AND_CRASH, str(home), adapter_id, str(Path(__file__).parent)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stdout + done.stderr
+
+
+def staging(registry: AdapterRegistry) -> list[str]:
+    return os.listdir(registry.root / ".staging")
+
+
+def test_a_publish_whose_insert_never_happened_is_rolled_forward(
+    registry: AdapterRegistry, home: Path
+) -> None:
+    adapter_id = str(uuid.uuid4())
+    crash_store(home, adapter_id, "published")
+    assert (registry.root / adapter_id / "adapter.safetensors").exists()
+    assert rows(registry) == 0
+    report = registry.recover()
+    assert report.rolled_forward == [adapter_id] and report.clean
+    record = registry.retrieve_by_id(adapter_id)
+    written = json.loads((registry.root / adapter_id / ".record.json").read_bytes())
+    assert record.to_dict() == {**written, "is_archived": bool(written["is_archived"])}
+    assert record.session_id == "crashing" and record.training_task_hash == "t"
+    assert registry.verify(adapter_id).ok
+    with pytest.raises(AdapterAlreadyExistsError):
+        registry.store(lora_bytes(seed=7), config=lora_config(), task_type="bug-fix",
+                       source="manual", session_id="retry", adapter_id=adapter_id)
+    assert registry.recover().rolled_forward == []
+
+
+def test_a_crash_after_staging_leaves_nothing_visible_and_is_swept(
+    registry: AdapterRegistry, home: Path
+) -> None:
+    adapter_id = str(uuid.uuid4())
+    crash_store(home, adapter_id, "staged")
+    assert len(staging(registry)) == 1 and staging(registry)[0].startswith(adapter_id)
+    assert not (registry.root / adapter_id).exists() and rows(registry) == 0
+    report = registry.recover()
+    [removed] = report.removed_staging
+    assert removed.startswith(adapter_id) and report.clean
+    assert staging(registry) == []
+    record = registry.store(lora_bytes(seed=7), config=lora_config(), task_type="bug-fix",
+                            source="manual", session_id="retry", adapter_id=adapter_id)
+    assert registry.retrieve_by_id(adapter_id) == record
+
+
+def test_recover_leaves_a_live_store_alone(registry: AdapterRegistry) -> None:
+    live = _core.stage(str(registry.root), "live", lora_bytes(), b"{}")
+    report = registry.recover()
+    assert report.removed_staging == [] and os.path.isdir(live.path)
+    live.discard()
+    assert staging(registry) == []
+
+
+def test_a_tampered_unregistered_directory_is_reported_not_registered(
+    registry: AdapterRegistry, home: Path
+) -> None:
+    adapter_id = str(uuid.uuid4())
+    crash_store(home, adapter_id, "published")
+    weights = registry.root / adapter_id / "adapter.safetensors"
+    weights.chmod(0o644)
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    report = registry.recover()
+    assert report.rolled_forward == []
+    [(name, why)] = report.unregistered
+    assert name == adapter_id and "adapter.safetensors does not match its record" in why
+    assert weights.read_bytes() == bytes(data), "recover never changes an adapter's files"
+    assert rows(registry) == 0
+
+
+def test_recover_clears_empty_claims_and_reports_strangers_and_missing_files(
+    store_one: Any, registry: AdapterRegistry
+) -> None:
+    claim = str(uuid.uuid4())
+    (registry.root / claim).mkdir()
+    (registry.root / "not-an-adapter").mkdir()
+    (registry.root / "stray-file").write_bytes(b"x")
+    gone = store_one(seed=1)
+    kept = store_one(seed=2)
+    Path(gone.file_path).unlink()
+    report = registry.recover()
+    assert report.removed_claims == [claim] and not (registry.root / claim).exists()
+    assert report.unregistered == [
+        ("not-an-adapter", "not an adapter id"), ("stray-file", "not a directory")
+    ]
+    assert report.missing == [gone.id]
+    assert not report.clean
+    assert registry.verify(kept.id).ok
+    assert registry.verify(gone.id).status == "missing"

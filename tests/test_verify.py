@@ -1,0 +1,95 @@
+"""verify() and verify_all(): every kind of damage is reported by kind and adapter."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapter_registry import AdapterNotFoundError, AdapterRegistry, IntegrityError
+
+
+def writable(path: Path) -> Path:
+    path.chmod(0o644)  # as root, or the owner, could
+    return path
+
+
+def flip_last_byte(path: Path) -> None:
+    data = bytearray(writable(path).read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path) -> None:
+    data = writable(path).read_bytes()
+    path.write_bytes(data[:-4])
+
+
+def tamper_config(path: Path) -> None:
+    config_path = path.with_name("adapter_config.json")
+    config = json.loads(writable(config_path).read_bytes())
+    config["lora_alpha"] = 1000
+    config_path.write_text(json.dumps(config))
+
+
+DAMAGE = {
+    "flipped byte": (flip_last_byte, "mismatch", "adapter.safetensors does not match"),
+    "truncated": (truncate, "mismatch", "adapter.safetensors does not match"),
+    "deleted weights": (lambda p: p.unlink(), "missing", "adapter.safetensors is missing"),
+    "directory removed": (lambda p: shutil.rmtree(p.parent), "missing", "is missing"),
+    "weights made a directory": (
+        lambda p: (p.unlink(), p.mkdir()), "unreadable", "adapter.safetensors is unreadable"
+    ),
+    "weights made a symlink": (
+        lambda p: (p.unlink(), p.symlink_to(p.with_name("adapter_model.safetensors"))),
+        "unreadable",
+        "adapter.safetensors is unreadable",
+    ),
+    "config changed": (tamper_config, "mismatch", "adapter_config.json does not match"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DAMAGE))
+def test_each_kind_of_damage_is_reported(store_one: Any, registry: AdapterRegistry, kind: str) -> None:
+    damage, status, problem = DAMAGE[kind]
+    intact = store_one(seed=1)
+    victim = store_one(seed=2)
+    damage(Path(victim.file_path))
+    reports = {r.adapter_id: r for r in registry.verify_all(threads=2)}
+    assert reports[intact.id].ok and reports[intact.id].problems == ()
+    report = reports[victim.id]
+    assert report.status == status
+    assert any(problem in p for p in report.problems), report.problems
+    with pytest.raises(IntegrityError, match=f"adapter {victim.id}: .*{problem}"):
+        report.raise_for_status()
+    assert registry.verify(victim.id) == report
+
+
+def test_a_replaced_file_of_the_right_size_is_caught(store_one: Any, registry: AdapterRegistry) -> None:
+    a, b = store_one(seed=1), store_one(seed=2)
+    assert a.file_size_bytes == b.file_size_bytes
+    target = writable(Path(a.file_path))
+    target.unlink()
+    shutil.copyfile(b.file_path, target)
+    assert registry.verify(a.id).status == "mismatch"
+    assert registry.verify(b.id).ok
+
+
+def test_verify_all_reports_progress_and_takes_ids(store_one: Any, registry: AdapterRegistry) -> None:
+    records = [store_one(seed=i) for i in range(5)]
+    seen: list[tuple[int, int, int]] = []
+    reports = registry.verify_all([r.id for r in records[:3]], progress=lambda *p: seen.append(p))
+    assert [r.adapter_id for r in reports] == [r.id for r in records[:3]]
+    files_done, files_total, bytes_done = seen[-1]
+    assert files_done == files_total == 6
+    config_bytes = sum(
+        os.path.getsize(Path(r.file_path).with_name("adapter_config.json")) for r in records[:3]
+    )
+    assert bytes_done == sum(r.file_size_bytes for r in records[:3]) + config_bytes
+    assert len(registry.verify_all()) == 5
+    with pytest.raises(AdapterNotFoundError):
+        registry.verify_all(["12345678-1234-4234-8234-123456789abc"])

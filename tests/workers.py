@@ -1,0 +1,47 @@
+"""Functions run in separate processes by the concurrency tests (importable by spawn)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from lora_factory import lora_bytes, lora_config
+
+from adapter_registry import AdapterAlreadyExistsError, AdapterRegistry
+
+
+def open_registry(home: str) -> AdapterRegistry:
+    return AdapterRegistry(root=f"{home}/adapters", db_url=f"sqlite:///{home}/registry.db")
+
+
+def store_many(home: str, worker: int, count: int) -> list[str]:
+    """Store `count` adapters; every third is a child of this worker's previous one."""
+    registry = open_registry(home)
+    ids: list[str] = []
+    for i in range(count):
+        parents = [ids[-1]] if ids and i % 3 == 0 else []
+        record = registry.store(
+            lora_bytes(seed=worker * 1000 + i), config=lora_config(), task_type="bug-fix",
+            source="evolution" if parents else "distillation", session_id=f"w{worker}",
+            agent_id=f"agent-{worker}", parent_ids=parents,
+        )
+        ids.append(record.id)
+    registry.close()
+    return ids
+
+
+def race(home: str, adapter_id: str, seed: int, barrier: Any, env: dict[str, str]) -> str:
+    """Store `adapter_id` as soon as every racer is ready; say who won."""
+    os.environ.update(env)
+    registry = open_registry(home)
+    barrier.wait()
+    try:
+        record = registry.store(
+            lora_bytes(seed=seed), config=lora_config(), task_type="bug-fix", source="manual",
+            session_id=f"racer-{seed}", adapter_id=adapter_id,
+        )
+        return f"won:{record.file_hash}"
+    except AdapterAlreadyExistsError:
+        return "exists"
+    finally:
+        registry.close()
