@@ -53,6 +53,8 @@ impl From<CoreError> for PyErr {
 
 /// (name, dtype, shape) of each tensor, in file order.
 type TensorTuple = (String, String, Vec<u64>);
+/// (tensors, `__metadata__` as (key, value) pairs) of a safetensors header.
+type HeaderTuple = (Vec<TensorTuple>, Vec<(String, String)>);
 
 fn tensor_tuples(tensors: &[TensorInfo]) -> Vec<TensorTuple> {
     tensors
@@ -78,10 +80,7 @@ fn hash_file(py: Python<'_>, path: PathBuf) -> PyResult<(String, u64)> {
 /// Validate a safetensors file (a path: only its header is read) or bytes; returns
 /// (tensors as (name, dtype, shape), metadata as (key, value) pairs).
 #[pyfunction]
-fn read_safetensors_header(
-    py: Python<'_>,
-    source: WeightsSource,
-) -> PyResult<(Vec<TensorTuple>, Vec<(String, String)>)> {
+fn read_safetensors_header(py: Python<'_>, source: WeightsSource) -> PyResult<HeaderTuple> {
     let header: Header = py.detach(|| match &source {
         WeightsSource::Path(path) => header::read_header(path),
         WeightsSource::Bytes(bytes) => {

@@ -4,7 +4,7 @@
 
 use std::io::{self, Read};
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
@@ -54,7 +54,7 @@ enum Event {
 }
 
 /// Hash one file (never through a symlink, never blocking on a FIFO) against `expected`.
-pub fn verify_one(path: &PathBuf, expected: &str, mut on_bytes: impl FnMut(u64)) -> Outcome {
+pub fn verify_one(path: &Path, expected: &str, mut on_bytes: impl FnMut(u64)) -> Outcome {
     let fail = |verdict, e: io::Error| Outcome {
         verdict,
         sha256: None,

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lora_factory import lora_bytes, lora_config
 
 from adapter_registry import AdapterRecord, AdapterRegistry
+
+from lora_factory import lora_bytes, lora_config
 
 
 @pytest.fixture

@@ -53,9 +53,7 @@ def lora_bytes(r: int = 4, seed: int = 0, **kwargs: Any) -> bytes:
     return save(lora_tensors(r=r, seed=seed, **kwargs), metadata={"format": "pt"})
 
 
-def peft_dir(
-    path: Path, r: int = 4, seed: int = 0, config: dict[str, Any] | None = None
-) -> Path:
+def peft_dir(path: Path, r: int = 4, seed: int = 0, config: dict[str, Any] | None = None) -> Path:
     """A directory as PEFT's save_pretrained writes it."""
     path.mkdir(parents=True, exist_ok=True)
     (path / "adapter_model.safetensors").write_bytes(lora_bytes(r=r, seed=seed))

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
 from conftest import rows
 from workers import open_registry, race, store_many
 
@@ -33,9 +34,7 @@ def test_eight_processes_storing_at_once_lose_and_duplicate_nothing(tmp_path: Pa
     per_worker = 12
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(WRITERS) as pool:
-        results = pool.starmap(
-            store_many, [(str(tmp_path), w, per_worker) for w in range(WRITERS)]
-        )
+        results = pool.starmap(store_many, [(str(tmp_path), w, per_worker) for w in range(WRITERS)])
     assert sum(len(ids) for ids in results) == WRITERS * per_worker
     check_consistent(tmp_path, WRITERS * per_worker)
     registry = open_registry(str(tmp_path))
@@ -73,8 +72,9 @@ def test_threads_sharing_one_registry(tmp_path: Path) -> None:
     adapter_id = str(uuid.uuid4())
     with ThreadPoolExecutor(WRITERS) as pool:
         outcomes = list(
-            pool.map(lambda seed: race(str(tmp_path), adapter_id, seed, _NoBarrier(), {}),
-                     range(WRITERS))
+            pool.map(
+                lambda seed: race(str(tmp_path), adapter_id, seed, _NoBarrier(), {}), range(WRITERS)
+            )
         )
         stored = list(pool.map(lambda w: store_many(str(tmp_path), w, 4), range(WRITERS)))
     assert sum(o.startswith("won:") for o in outcomes) == 1

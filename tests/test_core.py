@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from lora_factory import lora_bytes
 from safetensors.numpy import save, save_file
 
 from adapter_registry import AdapterStorageError, InvalidAdapterError, _core
+
+from lora_factory import lora_bytes
 
 
 @pytest.mark.parametrize("size", [0, 1, (1 << 20) + 1, 64 << 20])
@@ -96,8 +97,12 @@ def test_verify_files_gives_a_verdict_per_item_in_order(tmp_path: Path) -> None:
     bad.write_bytes(b"something else")
     seen: list[tuple[int, int, int]] = []
     out = _core.verify_files(
-        [(str(good), digest), (str(bad), digest), (str(tmp_path / "gone"), digest),
-         (str(tmp_path), digest)],
+        [
+            (str(good), digest),
+            (str(bad), digest),
+            (str(tmp_path / "gone"), digest),
+            (str(tmp_path), digest),
+        ],
         threads=2,
         progress=lambda *p: seen.append(p),
     )

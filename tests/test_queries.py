@@ -29,7 +29,9 @@ def test_query_by_task_type_oldest_first_without_archived(
     registry.archive(b.id)
     assert [r.id for r in registry.query_by_task_type("bug-fix")] == [a.id, c.id]
     assert [r.id for r in registry.query_by_task_type("bug-fix", include_archived=True)] == [
-        a.id, b.id, c.id,
+        a.id,
+        b.id,
+        c.id,
     ]
     assert [r.id for r in registry.query_by_task_type("refactor")] == [other.id]
     assert registry.query_by_task_type("docs") == []
@@ -52,7 +54,9 @@ def test_best_for_task_ranks_by_fitness_among_live_evaluated_adapters(
     assert registry.query_best_for_task("refactor") is None
 
 
-def test_best_for_task_ties_go_to_the_first_stored(store_one: Any, registry: AdapterRegistry) -> None:
+def test_best_for_task_ties_go_to_the_first_stored(
+    store_one: Any, registry: AdapterRegistry
+) -> None:
     first, second = store_one(seed=1), store_one(seed=2)
     for r in (second, first):
         registry.update_fitness(r.id, fitness_score=0.5)
@@ -83,10 +87,12 @@ def test_best_for_task_uses_its_partial_index(store_one: Any, registry: AdapterR
         registry.query_best_for_task("bug-fix")
     finally:
         event.remove(registry._db.engine, "before_cursor_execute", capture)
-    (statement, params), = emitted
+    ((statement, params),) = emitted
     db = registry.db_url.removeprefix("sqlite:///")
     with sqlite3.connect(db) as conn:
-        plan = " ".join(str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}", params))
+        plan = " ".join(
+            str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}", params)
+        )
     assert "ix_adapter_records_best" in plan
     assert "TEMP B-TREE" not in plan, "the index already gives the ranking order"
 
@@ -115,7 +121,9 @@ def test_lineage_walks_every_ancestor_once_nearest_first(
         registry.lineage(MISSING)
 
 
-def test_archive_is_idempotent_and_keeps_the_files(store_one: Any, registry: AdapterRegistry) -> None:
+def test_archive_is_idempotent_and_keeps_the_files(
+    store_one: Any, registry: AdapterRegistry
+) -> None:
     record = store_one()
     assert registry.archive(record.id).is_archived is True
     assert registry.archive(record.id).is_archived is True
@@ -125,12 +133,16 @@ def test_archive_is_idempotent_and_keeps_the_files(store_one: Any, registry: Ada
         registry.archive(MISSING)
 
 
-def test_update_fitness_changes_only_what_it_is_given(store_one: Any, registry: AdapterRegistry) -> None:
+def test_update_fitness_changes_only_what_it_is_given(
+    store_one: Any, registry: AdapterRegistry
+) -> None:
     record = store_one()
     registry.update_fitness(record.id, fitness_score=-3.5)
     updated = registry.update_fitness(record.id, pass_rate=1.0)
     assert (updated.fitness_score, updated.pass_rate) == (-3.5, 1.0)
-    unchanged = {k: v for k, v in record.to_dict().items() if k not in ("fitness_score", "pass_rate")}
+    unchanged = {
+        k: v for k, v in record.to_dict().items() if k not in ("fitness_score", "pass_rate")
+    }
     assert {k: v for k, v in updated.to_dict().items() if k in unchanged} == unchanged
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import rows
-from lora_factory import lora_bytes, lora_config
 
 from adapter_registry import AdapterAlreadyExistsError, AdapterRegistry, _core
+
+from conftest import rows
+from lora_factory import lora_bytes, lora_config
 
 STORE_AND_CRASH = textwrap.dedent(
     """
@@ -38,7 +39,10 @@ def crash_store(home: Path, adapter_id: str, step: str) -> None:
     env = {**os.environ, "ADAPTER_REGISTRY_CRASH_AT": step}
     done = subprocess.run(
         [sys.executable, "-c", STORE_AND_CRASH, str(home), adapter_id, str(Path(__file__).parent)],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == -signal.SIGKILL, done.stdout + done.stderr
 
@@ -62,8 +66,14 @@ def test_a_publish_whose_insert_never_happened_is_rolled_forward(
     assert record.session_id == "crashing" and record.training_task_hash == "t"
     assert registry.verify(adapter_id).ok
     with pytest.raises(AdapterAlreadyExistsError):
-        registry.store(lora_bytes(seed=7), config=lora_config(), task_type="bug-fix",
-                       source="manual", session_id="retry", adapter_id=adapter_id)
+        registry.store(
+            lora_bytes(seed=7),
+            config=lora_config(),
+            task_type="bug-fix",
+            source="manual",
+            session_id="retry",
+            adapter_id=adapter_id,
+        )
     assert registry.recover().rolled_forward == []
 
 
@@ -78,8 +88,14 @@ def test_a_crash_after_staging_leaves_nothing_visible_and_is_swept(
     [removed] = report.removed_staging
     assert removed.startswith(adapter_id) and report.clean
     assert staging(registry) == []
-    record = registry.store(lora_bytes(seed=7), config=lora_config(), task_type="bug-fix",
-                            source="manual", session_id="retry", adapter_id=adapter_id)
+    record = registry.store(
+        lora_bytes(seed=7),
+        config=lora_config(),
+        task_type="bug-fix",
+        source="manual",
+        session_id="retry",
+        adapter_id=adapter_id,
+    )
     assert registry.retrieve_by_id(adapter_id) == record
 
 
@@ -122,7 +138,8 @@ def test_recover_clears_empty_claims_and_reports_strangers_and_missing_files(
     report = registry.recover()
     assert report.removed_claims == [claim] and not (registry.root / claim).exists()
     assert report.unregistered == [
-        ("not-an-adapter", "not an adapter id"), ("stray-file", "not a directory")
+        ("not-an-adapter", "not an adapter id"),
+        ("stray-file", "not a directory"),
     ]
     assert report.missing == [gone.id]
     assert not report.clean

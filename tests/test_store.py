@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import assert_nothing_written, entries, rows
-from lora_factory import BASE_MODEL, lora_bytes, lora_config, lora_tensors, peft_dir
 from safetensors.numpy import save
 
 from adapter_registry import (
@@ -21,6 +19,9 @@ from adapter_registry import (
     AdapterRegistry,
     InvalidAdapterError,
 )
+
+from conftest import assert_nothing_written, entries, rows
+from lora_factory import BASE_MODEL, lora_bytes, lora_config, lora_tensors, peft_dir
 
 
 def sha256(data: bytes) -> str:
@@ -43,7 +44,9 @@ def test_store_from_a_peft_directory_lays_out_a_sealed_adapter(
     config = (src / "adapter_config.json").read_bytes()
     assert (directory / "adapter.safetensors").read_bytes() == weights
     assert (directory / "adapter_config.json").read_bytes() == config, "config stored as given"
-    assert os.path.samefile(directory / "adapter.safetensors", directory / "adapter_model.safetensors")
+    assert os.path.samefile(
+        directory / "adapter.safetensors", directory / "adapter_model.safetensors"
+    )
     for name in ("adapter.safetensors", "adapter_config.json", ".record.json"):
         assert stat.S_IMODE(os.stat(directory / name).st_mode) == 0o444
     assert record.file_path == str(directory / "adapter.safetensors")
@@ -56,8 +59,13 @@ def test_store_from_a_peft_directory_lays_out_a_sealed_adapter(
 def test_the_registry_sets_the_derived_fields(registry: AdapterRegistry) -> None:
     before = datetime.now(timezone.utc)
     record = registry.store(
-        lora_bytes(r=8), config=lora_config(r=8), task_type="feature-impl",
-        source="manual", session_id="s", agent_id="agent-7", training_task_hash="t1",
+        lora_bytes(r=8),
+        config=lora_config(r=8),
+        task_type="feature-impl",
+        source="manual",
+        session_id="s",
+        agent_id="agent-7",
+        training_task_hash="t1",
     )
     assert uuid.UUID(record.id).version == 4
     created = datetime.fromisoformat(record.created_at)
@@ -76,8 +84,13 @@ def test_store_from_a_file_with_a_config_path(registry: AdapterRegistry, tmp_pat
     config = tmp_path / "c.json"
     config.write_text(json.dumps(lora_config()))
     record = registry.store(
-        weights, config=config, task_type="bug-fix", source="manual", session_id="s",
-        base_model_id="org/other-model", adapter_id="a1b2c3d4-e5f6-4890-abcd-ef1234567890",
+        weights,
+        config=config,
+        task_type="bug-fix",
+        source="manual",
+        session_id="s",
+        base_model_id="org/other-model",
+        adapter_id="a1b2c3d4-e5f6-4890-abcd-ef1234567890",
     )
     assert record.id == "a1b2c3d4-e5f6-4890-abcd-ef1234567890"
     assert record.base_model_id == "org/other-model", "an explicit base_model_id wins"
@@ -98,18 +111,26 @@ def test_rank_pattern_is_honoured(store_one: Any, registry: AdapterRegistry) -> 
     ranks = {"0.self_attn.q_proj": 8}
     config = lora_config(r=4, rank_pattern={"model.layers.0.self_attn.q_proj": 8})
     record = registry.store(
-        lora_bytes(r=4, ranks=ranks), config=config, task_type="bug-fix", source="manual",
+        lora_bytes(r=4, ranks=ranks),
+        config=config,
+        task_type="bug-fix",
+        source="manual",
         session_id="s",
     )
     assert record.rank == 4
-    with pytest.raises(InvalidAdapterError, match="q_proj.*rank 4"):
+    with pytest.raises(InvalidAdapterError, match=r"q_proj.*rank 4"):
         registry.store(
-            lora_bytes(r=4, ranks=ranks), config=lora_config(r=4), task_type="bug-fix",
-            source="manual", session_id="s",
+            lora_bytes(r=4, ranks=ranks),
+            config=lora_config(r=4),
+            task_type="bug-fix",
+            source="manual",
+            session_id="s",
         )
 
 
-def test_the_same_id_twice_is_refused_and_the_first_kept(store_one: Any, registry: AdapterRegistry) -> None:
+def test_the_same_id_twice_is_refused_and_the_first_kept(
+    store_one: Any, registry: AdapterRegistry
+) -> None:
     first = store_one(seed=1)
     before = (registry.root / first.id / "adapter.safetensors").read_bytes()
     with pytest.raises(AdapterAlreadyExistsError, match=first.id):
@@ -119,7 +140,9 @@ def test_the_same_id_twice_is_refused_and_the_first_kept(store_one: Any, registr
     assert rows(registry) == 1
 
 
-def test_an_existing_directory_without_a_row_is_refused(store_one: Any, registry: AdapterRegistry) -> None:
+def test_an_existing_directory_without_a_row_is_refused(
+    store_one: Any, registry: AdapterRegistry
+) -> None:
     taken = "0f0e0d0c-0b0a-4908-8706-050403020100"
     (registry.root / taken).mkdir()
     (registry.root / taken / "keep").write_bytes(b"mine")
@@ -161,10 +184,10 @@ def _malformed_safetensors() -> dict[str, bytes]:
         "entry not an object": build({**header, name: [1]}),
         "null metadata": build({**header, "__metadata__": None}),
         "non-string metadata": build({**header, "__metadata__": {"k": 1}}),
-        "empty tensor name": build({**{k: v for k, v in header.items() if k != name}, "": header[name]}),
-        "overflowing shape": build(
-            {**header, name: {**header[name], "shape": [2**40, 2**40]}}
+        "empty tensor name": build(
+            {**{k: v for k, v in header.items() if k != name}, "": header[name]}
         ),
+        "overflowing shape": build({**header, name: {**header[name], "shape": [2**40, 2**40]}}),
     }
     text = json.dumps(header)
     dup = text[:-1] + ", " + json.dumps(name) + ": " + json.dumps(header[name]) + "}"
@@ -186,8 +209,12 @@ def test_malformed_safetensors_are_rejected_with_nothing_written(
     adapter_id = str(uuid.uuid4())
     with pytest.raises(InvalidAdapterError, match=f"adapter {adapter_id}: .*safetensors") as caught:
         registry.store(
-            MALFORMED[kind], config=lora_config(), task_type="bug-fix", source="manual",
-            session_id="s", adapter_id=adapter_id,
+            MALFORMED[kind],
+            config=lora_config(),
+            task_type="bug-fix",
+            source="manual",
+            session_id="s",
+            adapter_id=adapter_id,
         )
     assert "<bytes>" in str(caught.value)
     assert_nothing_written(registry, before_rows, before)
@@ -210,7 +237,8 @@ def _bad_calls() -> dict[str, tuple[dict[str, Any], str]]:
         "fitness inf": ({"fitness_score": float("inf")}, "fitness_score inf"),
         "fitness bool": ({"fitness_score": True}, "fitness_score True"),
         "missing parent": (
-            {"parent_ids": ["11111111-2222-4333-8444-555555555555"]}, "is not registered"
+            {"parent_ids": ["11111111-2222-4333-8444-555555555555"]},
+            "is not registered",
         ),
         "parent as a string": ({"parent_ids": "11111111-2222-4333-8444-555555555555"}, "list"),
         "version 0": ({"version": 0}, "version 0"),
@@ -224,7 +252,10 @@ def _bad_calls() -> dict[str, tuple[dict[str, Any], str]]:
             {"config": lora_config(target_modules=["q_proj", "k_proj", "v_proj"])},
             "o_proj.*not in target_modules",
         ),
-        "regex target misses": ({"config": lora_config(target_modules=r".*\.q_proj")}, "not in target"),
+        "regex target misses": (
+            {"config": lora_config(target_modules=r".*\.q_proj")},
+            "not in target",
+        ),
         "not a lora config": ({"config": lora_config(peft_type="IA3")}, "peft_type 'IA3'"),
         "r not an int": ({"config": lora_config(r="4")}, "r='4'"),
         "config not json": ({"config": "/dev/null"}, "not valid JSON"),
@@ -248,7 +279,10 @@ def test_bad_input_raises_invalid_adapter_error_and_writes_nothing(
     overrides, message = dict(BAD_CALLS[kind][0]), BAD_CALLS[kind][1]
     weights: Any = overrides.pop("weights", lora_bytes())
     call: dict[str, Any] = {
-        "config": lora_config(), "task_type": "bug-fix", "source": "manual", "session_id": "s",
+        "config": lora_config(),
+        "task_type": "bug-fix",
+        "source": "manual",
+        "session_id": "s",
         "adapter_id": str(uuid.uuid4()),
     }
     call.update(overrides)
@@ -267,7 +301,7 @@ def test_a_directory_with_two_different_weight_files_is_refused(
 ) -> None:
     src = peft_dir(tmp_path / "src")
     (src / "adapter.safetensors").write_bytes(lora_bytes(seed=5))
-    with pytest.raises(InvalidAdapterError, match="both .* differ"):
+    with pytest.raises(InvalidAdapterError, match=r"both .* differ"):
         registry.store(src, task_type="bug-fix", source="manual", session_id="s")
     assert rows(registry) == 0
 

@@ -42,7 +42,9 @@ DAMAGE = {
     "deleted weights": (lambda p: p.unlink(), "missing", "adapter.safetensors is missing"),
     "directory removed": (lambda p: shutil.rmtree(p.parent), "missing", "is missing"),
     "weights made a directory": (
-        lambda p: (p.unlink(), p.mkdir()), "unreadable", "adapter.safetensors is unreadable"
+        lambda p: (p.unlink(), p.mkdir()),
+        "unreadable",
+        "adapter.safetensors is unreadable",
     ),
     "weights made a symlink": (
         lambda p: (p.unlink(), p.symlink_to(p.with_name("adapter_model.safetensors"))),
@@ -54,7 +56,9 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("kind", sorted(DAMAGE))
-def test_each_kind_of_damage_is_reported(store_one: Any, registry: AdapterRegistry, kind: str) -> None:
+def test_each_kind_of_damage_is_reported(
+    store_one: Any, registry: AdapterRegistry, kind: str
+) -> None:
     damage, status, problem = DAMAGE[kind]
     intact = store_one(seed=1)
     victim = store_one(seed=2)
@@ -69,7 +73,9 @@ def test_each_kind_of_damage_is_reported(store_one: Any, registry: AdapterRegist
     assert registry.verify(victim.id) == report
 
 
-def test_a_replaced_file_of_the_right_size_is_caught(store_one: Any, registry: AdapterRegistry) -> None:
+def test_a_replaced_file_of_the_right_size_is_caught(
+    store_one: Any, registry: AdapterRegistry
+) -> None:
     a, b = store_one(seed=1), store_one(seed=2)
     assert a.file_size_bytes == b.file_size_bytes
     target = writable(Path(a.file_path))
@@ -79,7 +85,9 @@ def test_a_replaced_file_of_the_right_size_is_caught(store_one: Any, registry: A
     assert registry.verify(b.id).ok
 
 
-def test_verify_all_reports_progress_and_takes_ids(store_one: Any, registry: AdapterRegistry) -> None:
+def test_verify_all_reports_progress_and_takes_ids(
+    store_one: Any, registry: AdapterRegistry
+) -> None:
     records = [store_one(seed=i) for i in range(5)]
     seen: list[tuple[int, int, int]] = []
     reports = registry.verify_all([r.id for r in records[:3]], progress=lambda *p: seen.append(p))

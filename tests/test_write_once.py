@@ -43,9 +43,10 @@ def connect(registry: AdapterRegistry) -> sqlite3.Connection:
 
 def test_the_table_is_the_specs(registry: AdapterRegistry) -> None:
     with connect(registry) as conn:
-        columns = [(n, t, nn, d, pk) for _, n, t, nn, d, pk in conn.execute(
-            "PRAGMA table_info(adapter_records)"
-        )]
+        columns = [
+            (n, t, nn, d, pk)
+            for _, n, t, nn, d, pk in conn.execute("PRAGMA table_info(adapter_records)")
+        ]
         indexes = {row[1]: row for row in conn.execute("PRAGMA index_list(adapter_records)")}
         indexed = {
             name: [r[2] for r in conn.execute(f"PRAGMA index_info({name})")] for name in indexes
@@ -60,7 +61,7 @@ def test_the_table_is_the_specs(registry: AdapterRegistry) -> None:
 @pytest.mark.parametrize(
     ("column", "value"),
     [(name, "x") for name, *_ in SPEC_COLUMNS if name not in MUTABLE]
-    + [("version", 99), ("file_size_bytes", 1), ("generation", 7), ("parent_ids", "[\"x\"]")],
+    + [("version", 99), ("file_size_bytes", 1), ("generation", 7), ("parent_ids", '["x"]')],
 )
 def test_raw_sql_cannot_update_an_immutable_column(
     store_one: Any, registry: AdapterRegistry, column: str, value: Any
@@ -71,11 +72,15 @@ def test_raw_sql_cannot_update_an_immutable_column(
     assert registry.retrieve_by_id(record.id) == record
 
 
-def test_raw_sql_can_update_the_evaluation_columns(store_one: Any, registry: AdapterRegistry) -> None:
+def test_raw_sql_can_update_the_evaluation_columns(
+    store_one: Any, registry: AdapterRegistry
+) -> None:
     record = store_one()
     with connect(registry) as conn:
         for column, value in MUTABLE.items():
-            conn.execute(f"UPDATE adapter_records SET {column} = ? WHERE id = ?", (value, record.id))
+            conn.execute(
+                f"UPDATE adapter_records SET {column} = ? WHERE id = ?", (value, record.id)
+            )
     after = registry.retrieve_by_id(record.id)
     assert (after.pass_rate, after.fitness_score, after.is_archived) == (0.5, 2.0, True)
 
@@ -90,9 +95,19 @@ def test_raw_sql_cannot_delete(store_one: Any, registry: AdapterRegistry) -> Non
 def test_the_api_has_no_way_to_change_weights() -> None:
     public = {name for name in dir(AdapterRegistry) if not name.startswith("_")}
     assert public == {
-        "archive", "close", "find_by_training_task_hash", "lineage", "list_all",
-        "query_best_for_task", "query_by_task_type", "recover", "retrieve_by_id", "store",
-        "update_fitness", "verify", "verify_all",
+        "archive",
+        "close",
+        "find_by_training_task_hash",
+        "lineage",
+        "list_all",
+        "query_best_for_task",
+        "query_by_task_type",
+        "recover",
+        "retrieve_by_id",
+        "store",
+        "update_fitness",
+        "verify",
+        "verify_all",
     }
 
 

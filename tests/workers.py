@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lora_factory import lora_bytes, lora_config
-
 from adapter_registry import AdapterAlreadyExistsError, AdapterRegistry
+
+from lora_factory import lora_bytes, lora_config
 
 
 def open_registry(home: str) -> AdapterRegistry:
@@ -21,9 +21,13 @@ def store_many(home: str, worker: int, count: int) -> list[str]:
     for i in range(count):
         parents = [ids[-1]] if ids and i % 3 == 0 else []
         record = registry.store(
-            lora_bytes(seed=worker * 1000 + i), config=lora_config(), task_type="bug-fix",
-            source="evolution" if parents else "distillation", session_id=f"w{worker}",
-            agent_id=f"agent-{worker}", parent_ids=parents,
+            lora_bytes(seed=worker * 1000 + i),
+            config=lora_config(),
+            task_type="bug-fix",
+            source="evolution" if parents else "distillation",
+            session_id=f"w{worker}",
+            agent_id=f"agent-{worker}",
+            parent_ids=parents,
         )
         ids.append(record.id)
     registry.close()
@@ -37,8 +41,12 @@ def race(home: str, adapter_id: str, seed: int, barrier: Any, env: dict[str, str
     barrier.wait()
     try:
         record = registry.store(
-            lora_bytes(seed=seed), config=lora_config(), task_type="bug-fix", source="manual",
-            session_id=f"racer-{seed}", adapter_id=adapter_id,
+            lora_bytes(seed=seed),
+            config=lora_config(),
+            task_type="bug-fix",
+            source="manual",
+            session_id=f"racer-{seed}",
+            adapter_id=adapter_id,
         )
         return f"won:{record.file_hash}"
     except AdapterAlreadyExistsError:

@@ -2,6 +2,22 @@
 
 from collections.abc import Callable
 from os import PathLike
+from typing import final
+
+__all__ = [
+    "CONFIG_FILE",
+    "PEFT_WEIGHTS_FILE",
+    "RECORD_FILE",
+    "STAGING_DIR",
+    "WEIGHTS_FILE",
+    "StagedAdapter",
+    "__version__",
+    "hash_file",
+    "read_safetensors_header",
+    "stage",
+    "sweep_staging",
+    "verify_files",
+]
 
 __version__: str
 WEIGHTS_FILE: str
@@ -14,6 +30,7 @@ _Path = str | PathLike[str]
 _Tensor = tuple[str, str, list[int]]
 _Outcome = tuple[str, str | None, int | None, str | None]
 
+@final
 class StagedAdapter:
     @property
     def file_hash(self) -> str: ...

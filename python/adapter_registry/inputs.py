@@ -32,9 +32,7 @@ def resolve(weights: WeightsInput, config: ConfigInput) -> tuple[str | bytes, by
             raise InvalidAdapterError("weights given as bytes need a config (a dict or a path)")
         return bytes(weights), _config_bytes(config)
     if not isinstance(weights, (str, os.PathLike)):
-        raise InvalidAdapterError(
-            f"weights must be a path or bytes, not {type(weights).__name__}"
-        )
+        raise InvalidAdapterError(f"weights must be a path or bytes, not {type(weights).__name__}")
     path = Path(weights).expanduser().absolute()
     if path.is_dir():
         weights_path = _weights_in_directory(path)
@@ -53,9 +51,11 @@ def _weights_in_directory(directory: Path) -> Path:
     found = [directory / name for name in (PEFT_WEIGHTS_FILE, WEIGHTS_FILE)]
     present = [p for p in found if p.exists()]
     if not present:
-        legacy = " (adapter_model.bin is not accepted: save with safetensors)" if (
-            directory / "adapter_model.bin"
-        ).exists() else ""
+        legacy = (
+            " (adapter_model.bin is not accepted: save with safetensors)"
+            if (directory / "adapter_model.bin").exists()
+            else ""
+        )
         raise InvalidAdapterError(
             f"{directory} holds neither {PEFT_WEIGHTS_FILE} nor {WEIGHTS_FILE}{legacy}"
         )

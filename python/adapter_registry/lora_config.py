@@ -81,7 +81,7 @@ def parse_config(data: bytes) -> LoraConfig:
         raise InvalidAdapterError(
             f"adapter_config.json has peft_type {raw.get('peft_type')!r}; only 'LORA' is stored"
         )
-    r = raw.get("r")
+    r: Any = raw.get("r")
     if not _positive_int(r):
         raise InvalidAdapterError(f"adapter_config.json has r={r!r}; it must be a positive integer")
     targets = raw.get("target_modules")

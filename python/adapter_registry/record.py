@@ -1,4 +1,4 @@
-"""The metadata row of one adapter: the SQLModel class ``AdapterRecord`` (table ``adapter_records``).
+"""The metadata row of an adapter: the SQLModel class ``AdapterRecord`` (table ``adapter_records``).
 
 Columns, types, defaults and nullability are the spec's, in the spec's order, plus ``config_hash``
 (SHA-256 of ``adapter_config.json`` as stored), so that verification covers the config too.
@@ -7,7 +7,7 @@ database enforces it (see ``database.py``).
 """
 
 import json
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import REAL, Column, Index, Integer, Text, text
 from sqlalchemy.types import TypeDecorator
@@ -25,10 +25,10 @@ class IntegerBool(TypeDecorator[bool]):
     impl = Integer
     cache_ok = True
 
-    def process_bind_param(self, value: Optional[bool], dialect: Any) -> Optional[int]:
+    def process_bind_param(self, value: bool | None, dialect: Any) -> int | None:
         return None if value is None else int(bool(value))
 
-    def process_result_value(self, value: Optional[int], dialect: Any) -> Optional[bool]:
+    def process_result_value(self, value: int | None, dialect: Any) -> bool | None:
         return None if value is None else bool(value)
 
 
@@ -44,18 +44,18 @@ class AdapterRecord(SQLModel, table=True):
     file_path: str = Field(sa_type=Text)
     file_hash: str = Field(sa_type=Text)
     file_size_bytes: int
-    pass_rate: Optional[float] = Field(default=None, sa_type=REAL)
-    fitness_score: Optional[float] = Field(default=None, sa_type=REAL)
+    pass_rate: float | None = Field(default=None, sa_type=REAL)
+    fitness_score: float | None = Field(default=None, sa_type=REAL)
     source: str = Field(sa_type=Text)
     session_id: str = Field(sa_type=Text)
-    is_archived: Optional[bool] = Field(
+    is_archived: bool | None = Field(
         default=False,
         sa_column=Column("is_archived", IntegerBool(), default=False, server_default=text("0")),
     )
-    parent_ids: Optional[str] = Field(default=None, sa_type=Text)
-    generation: Optional[int] = Field(default=0, sa_column_kwargs={"server_default": text("0")})
-    training_task_hash: Optional[str] = Field(default=None, index=True, sa_type=Text)
-    agent_id: Optional[str] = Field(default=None, sa_type=Text)
+    parent_ids: str | None = Field(default=None, sa_type=Text)
+    generation: int | None = Field(default=0, sa_column_kwargs={"server_default": text("0")})
+    training_task_hash: str | None = Field(default=None, index=True, sa_type=Text)
+    agent_id: str | None = Field(default=None, sa_type=Text)
     config_hash: str = Field(sa_type=Text)
 
     @property

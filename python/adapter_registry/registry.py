@@ -341,9 +341,7 @@ class AdapterRegistry:
     def find_by_training_task_hash(self, training_task_hash: str) -> list[AdapterRecord]:
         """Adapters trained on the same task (the deduplication key), oldest first."""
         return self._select(
-            select(TABLE)
-            .where(TABLE.c.training_task_hash == training_task_hash)
-            .order_by(*_ORDER)
+            select(TABLE).where(TABLE.c.training_task_hash == training_task_hash).order_by(*_ORDER)
         )
 
     def lineage(self, adapter_id: str) -> list[AdapterRecord]:
@@ -356,9 +354,7 @@ class AdapterRegistry:
             if not frontier:
                 break
             seen.update(frontier)
-            by_id = {
-                r.id: r for r in self._select(select(TABLE).where(TABLE.c.id.in_(frontier)))
-            }
+            by_id = {r.id: r for r in self._select(select(TABLE).where(TABLE.c.id.in_(frontier)))}
             generation = [by_id[p] for p in frontier if p in by_id]
             ancestors.extend(generation)
             frontier = [p for r in generation for p in r.parents]
@@ -390,9 +386,7 @@ class AdapterRegistry:
             items.append((r.file_path, r.file_hash))
             items.append((str(Path(r.file_path).with_name(_core.CONFIG_FILE)), r.config_hash))
         outcomes = _core.verify_files(items, threads, progress)
-        return [
-            _report(r, outcomes[2 * i], outcomes[2 * i + 1]) for i, r in enumerate(records)
-        ]
+        return [_report(r, outcomes[2 * i], outcomes[2 * i + 1]) for i, r in enumerate(records)]
 
     def recover(self) -> RecoveryReport:
         """Bring files and rows back in step after crashes; safe beside live stores.
@@ -437,10 +431,15 @@ class AdapterRegistry:
             return f"no readable {_core.RECORD_FILE}: {err}"
         if record.id != entry.name or record.file_path != str(path / _core.WEIGHTS_FILE):
             return f"{_core.RECORD_FILE} describes another adapter ({record.id})"
-        verdict = _report(record, *_core.verify_files(
-            [(record.file_path, record.file_hash),
-             (str(path / _core.CONFIG_FILE), record.config_hash)],
-        ))
+        verdict = _report(
+            record,
+            *_core.verify_files(
+                [
+                    (record.file_path, record.file_hash),
+                    (str(path / _core.CONFIG_FILE), record.config_hash),
+                ],
+            ),
+        )
         if not verdict.ok:
             return "; ".join(verdict.problems)
         try:
@@ -474,4 +473,3 @@ def _report(
         elif verdict != "ok":
             problems.append(f"{name} is {verdict}: {detail}")
     return VerifyReport(record.id, VerifyReport.worst(verdicts), tuple(problems))
-

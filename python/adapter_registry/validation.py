@@ -43,7 +43,7 @@ def check_adapter_id(value: Any, what: str = "adapter id") -> str:
 def check_task_type(value: Any) -> str:
     if not isinstance(value, str) or len(value) > 64 or not _KEBAB.fullmatch(value):
         raise InvalidAdapterError(
-            f"task_type {value!r} is not kebab-case (lower-case words joined by '-', e.g. 'bug-fix')"
+            f"task_type {value!r} is not kebab-case (lower-case words and '-', e.g. 'bug-fix')"
         )
     return value
 
