@@ -145,3 +145,19 @@ def test_recover_clears_empty_claims_and_reports_strangers_and_missing_files(
     assert not report.clean
     assert registry.verify(kept.id).ok
     assert registry.verify(gone.id).status == "missing"
+
+
+@pytest.mark.parametrize(
+    "change", [{"pass_rate": 5.0}, {"task_type": "Not Kebab"}, {"file_size_bytes": "many"}]
+)
+def test_a_record_file_with_bad_fields_is_reported_not_registered(
+    registry: AdapterRegistry, home: Path, change: dict[str, Any]
+) -> None:
+    adapter_id = str(uuid.uuid4())
+    crash_store(home, adapter_id, "published")
+    record_file = registry.root / adapter_id / ".record.json"
+    record_file.chmod(0o644)
+    record_file.write_text(json.dumps({**json.loads(record_file.read_bytes()), **change}))
+    [(name, why)] = registry.recover().unregistered
+    assert name == adapter_id and why.startswith("no valid .record.json")
+    assert rows(registry) == 0

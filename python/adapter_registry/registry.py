@@ -68,7 +68,7 @@ def _now() -> str:
 
 
 def _record(row: Row[Any]) -> AdapterRecord:
-    return AdapterRecord(**row._mapping)
+    return AdapterRecord.model_construct(**row._mapping)
 
 
 _ORDER = (TABLE.c.created_at, TABLE.c.id)
@@ -426,9 +426,10 @@ class AdapterRegistry:
             pass
         try:
             raw = json.loads((path / _core.RECORD_FILE).read_bytes())
-            record = AdapterRecord(**{c.name: raw[c.name] for c in TABLE.columns})
+            record = AdapterRecord.model_validate({c.name: raw[c.name] for c in TABLE.columns})
+            _check_recorded_fields(record)
         except (OSError, ValueError, KeyError, TypeError) as err:
-            return f"no readable {_core.RECORD_FILE}: {err}"
+            return f"no valid {_core.RECORD_FILE}: {err}"
         if record.id != entry.name or record.file_path != str(path / _core.WEIGHTS_FILE):
             return f"{_core.RECORD_FILE} describes another adapter ({record.id})"
         verdict = _report(
@@ -448,6 +449,16 @@ class AdapterRegistry:
             return str(err)
         report.rolled_forward.append(record.id)
         return None
+
+
+def _check_recorded_fields(record: AdapterRecord) -> None:
+    """The same checks store() made, for a record read back from disk."""
+    validation.check_adapter_id(record.id)
+    validation.check_task_type(record.task_type)
+    validation.check_source(record.source)
+    validation.check_pass_rate(record.pass_rate)
+    validation.check_fitness(record.fitness_score)
+    validation.check_parent_ids(json.loads(record.parent_ids or "[]"), record.id)
 
 
 def _report(
