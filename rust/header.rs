@@ -9,7 +9,6 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
@@ -19,6 +18,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::{CoreError, CoreResult};
+use crate::files::open_regular;
 
 /// The reference implementation refuses headers above 100 MB; so do we.
 pub const MAX_HEADER_LEN: u64 = 100_000_000;
@@ -130,11 +130,7 @@ pub fn validate_bytes(bytes: &[u8]) -> Result<Header, String> {
 
 /// Validate a file on disk, reading only its header.
 pub fn read_header(path: &Path) -> CoreResult<Header> {
-    let mut file = File::open(path).map_err(|e| CoreError::source_io(path, e))?;
-    let size = file
-        .metadata()
-        .map_err(|e| CoreError::source_io(path, e))?
-        .len();
+    let (mut file, size) = open_regular(path, true).map_err(|e| CoreError::source_io(path, e))?;
     read_header_from(&mut file, size)
         .map(|(header, _)| header)
         .map_err(|reason| match reason {

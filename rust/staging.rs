@@ -49,6 +49,7 @@ impl Staging {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(CoreError::storage(&parent, "creating", e)),
         }
+        check_real_directory(&parent)?;
         loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             let nanos = std::time::SystemTime::now()
@@ -61,10 +62,14 @@ impl Staging {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(CoreError::storage(&dir, "creating", e)),
             }
-            let lock = File::open(&dir).map_err(|e| CoreError::storage(&dir, "opening", e))?;
+            // A sweep may remove the directory between our mkdir and our lock: then the open
+            // fails, or the locked directory has no links left, and we start over.
+            let lock = match File::open(&dir) {
+                Ok(lock) => lock,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(CoreError::storage(&dir, "opening", e)),
+            };
             flock(&lock, libc::LOCK_EX).map_err(|e| CoreError::storage(&dir, "locking", e))?;
-            // A sweep may have removed the directory between our mkdir and our lock: then it
-            // is unlinked (no links left) and we start over with a new name.
             let alive = lock.metadata().map(|m| m.nlink() > 0).unwrap_or(false);
             if alive {
                 return Ok(Staging {
@@ -179,6 +184,21 @@ impl Drop for Staging {
     }
 }
 
+/// `.staging` must be a directory of its own, never a symlink that would lead the sweep (which
+/// deletes) or the copy (which writes) out of the root.
+fn check_real_directory(path: &Path) -> CoreResult<()> {
+    let meta = fs::symlink_metadata(path).map_err(|e| CoreError::storage(path, "inspecting", e))?;
+    if meta.file_type().is_dir() {
+        Ok(())
+    } else {
+        Err(CoreError::storage(
+            path,
+            "using",
+            io::Error::from_raw_os_error(libc::ENOTDIR),
+        ))
+    }
+}
+
 fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
     // SAFETY: flock on a descriptor we own.
     if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
@@ -204,33 +224,36 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 /// Live stores keep theirs. Returns the names removed.
 pub fn sweep_stale(root: &Path) -> CoreResult<Vec<String>> {
     let parent = root.join(STAGING_DIR);
-    let entries = match fs::read_dir(&parent) {
-        Ok(entries) => entries,
+    match fs::symlink_metadata(&parent) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(CoreError::storage(&parent, "listing", e)),
-    };
+        _ => check_real_directory(&parent)?,
+    }
+    let entries = fs::read_dir(&parent).map_err(|e| CoreError::storage(&parent, "listing", e))?;
     let mut removed = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| CoreError::storage(&parent, "listing", e))?;
         let path = entry.path();
         let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-        if is_dir {
+        let outcome = if is_dir {
             let Ok(dir) = File::open(&path) else { continue };
             match flock(&dir, libc::LOCK_EX | libc::LOCK_NB) {
-                Ok(()) => {
-                    // Removed while we hold the lock: an owner that locks later sees it gone.
-                    fs::remove_dir_all(&path)
-                        .map_err(|e| CoreError::storage(&path, "removing", e))?;
-                }
+                // Published, discarded or swept by someone else before we got the lock.
+                Ok(()) if dir.metadata().map(|m| m.nlink() == 0).unwrap_or(true) => continue,
+                // Removed while we hold the lock: an owner that locks later sees it gone.
+                Ok(()) => fs::remove_dir_all(&path),
                 Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => continue,
                 Err(e) => return Err(CoreError::storage(&path, "locking", e)),
             }
         } else {
             // Nothing of ours is a plain file or a link here: something planted. Unlinking a
             // symlink never follows it.
-            fs::remove_file(&path).map_err(|e| CoreError::storage(&path, "removing", e))?;
+            fs::remove_file(&path)
+        };
+        match outcome {
+            Ok(()) => removed.push(entry.file_name().to_string_lossy().into_owned()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {} // another sweep got there first
+            Err(e) => return Err(CoreError::storage(&path, "removing", e)),
         }
-        removed.push(entry.file_name().to_string_lossy().into_owned());
     }
     Ok(removed)
 }
@@ -338,6 +361,24 @@ mod tests {
         assert!(live.path().exists());
         assert!(Path::new("/etc").exists());
         live.publish("id1", b"{}", PublishMode::Auto).unwrap();
+    }
+
+    #[test]
+    fn a_symlinked_staging_directory_is_never_followed() {
+        let root = tempfile::tempdir().unwrap();
+        let victim = tempfile::tempdir().unwrap();
+        fs::create_dir(victim.path().join("important")).unwrap();
+        std::os::unix::fs::symlink(victim.path(), root.path().join(STAGING_DIR)).unwrap();
+        assert!(matches!(
+            sweep_stale(root.path()),
+            Err(CoreError::Storage { .. })
+        ));
+        assert!(matches!(
+            stage(root.path(), &sample()),
+            Err(CoreError::Storage { .. })
+        ));
+        assert!(victim.path().join("important").exists());
+        assert_eq!(fs::read_dir(victim.path()).unwrap().count(), 1);
     }
 
     #[test]

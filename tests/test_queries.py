@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -169,3 +171,22 @@ def test_update_fitness_refuses_bad_numbers(
 def test_update_fitness_of_an_unknown_adapter(registry: AdapterRegistry) -> None:
     with pytest.raises(AdapterNotFoundError, match=MISSING):
         registry.update_fitness(MISSING, fitness_score=1.0)
+
+
+def test_a_fresh_process_that_only_reads_gets_usable_records(
+    store_one: Any, registry: AdapterRegistry
+) -> None:
+    record = store_one()
+    script = (
+        "import sys; from adapter_registry import AdapterRegistry; "
+        "r = AdapterRegistry(root=sys.argv[1], db_url=sys.argv[2]); "
+        "print([(x.id, x.rank, x.is_archived) for x in r.list_all()])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(registry.root), registry.db_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == repr([(record.id, record.rank, False)])

@@ -4,6 +4,7 @@ whose insert never happened is rolled forward, and a dead store's staging is cle
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -15,10 +16,16 @@ from typing import Any
 
 import pytest
 
-from adapter_registry import AdapterAlreadyExistsError, AdapterRegistry, _core
+from adapter_registry import (
+    AdapterAlreadyExistsError,
+    AdapterRegistry,
+    AdapterStorageError,
+    _core,
+)
 
 from conftest import rows
 from lora_factory import lora_bytes, lora_config
+from workers import open_registry, recover_until, store_many
 
 STORE_AND_CRASH = textwrap.dedent(
     """
@@ -161,3 +168,34 @@ def test_a_record_file_with_bad_fields_is_reported_not_registered(
     [(name, why)] = registry.recover().unregistered
     assert name == adapter_id and why.startswith("no valid .record.json")
     assert rows(registry) == 0
+
+
+def test_recover_running_beside_live_stores_breaks_none_of_them(tmp_path: Path) -> None:
+    open_registry(str(tmp_path)).close()
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager, ctx.Pool(5) as pool:
+        stop = manager.Event()
+        sweepers = [pool.apply_async(recover_until, (str(tmp_path), stop)) for _ in range(2)]
+        stored = pool.starmap(store_many, [(str(tmp_path), w, 15) for w in range(3)])
+        stop.set()
+        calls = [s.get(timeout=60) for s in sweepers]
+    assert all(c > 0 for c in calls)
+    registry = open_registry(str(tmp_path))
+    assert sorted(r.id for r in registry.list_all()) == sorted(i for ids in stored for i in ids)
+    report = registry.recover()
+    assert report.clean and report.rolled_forward == [] and report.removed_staging == []
+    assert all(r.ok for r in registry.verify_all())
+    registry.close()
+
+
+def test_a_symlinked_staging_directory_is_refused_not_followed(
+    registry: AdapterRegistry, store_one: Any, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim"
+    (victim / "important").mkdir(parents=True)
+    (registry.root / ".staging").symlink_to(victim)
+    with pytest.raises(AdapterStorageError, match=r"\.staging"):
+        registry.recover()
+    with pytest.raises(AdapterStorageError, match=r"\.staging"):
+        store_one()
+    assert os.listdir(victim) == ["important"] and rows(registry) == 0

@@ -189,6 +189,20 @@ def _malformed_safetensors() -> dict[str, bytes]:
         ),
         "overflowing shape": build({**header, name: {**header[name], "shape": [2**40, 2**40]}}),
     }
+    first, second = sorted(
+        (k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"]
+    )[:2]
+    begin, end = header[second]["data_offsets"]
+    out["gap between tensors"] = build(
+        {**header, second: {**header[second], "data_offsets": [begin + 4, end + 4]}},
+        data + bytes(4),
+    )
+    out["overlapping tensors"] = build(
+        {**header, second: {**header[second], "data_offsets": [begin - 4, end - 4]}}, data[:-4]
+    )
+    out["NUL in a tensor name"] = build(
+        {**{k: v for k, v in header.items() if k != first}, first + "\u0000x": header[first]}
+    )
     text = json.dumps(header)
     dup = text[:-1] + ", " + json.dumps(name) + ": " + json.dumps(header[name]) + "}"
     out["duplicate tensor name"] = build(None, raw=dup.encode())
@@ -258,12 +272,24 @@ def _bad_calls() -> dict[str, tuple[dict[str, Any], str]]:
         ),
         "not a lora config": ({"config": lora_config(peft_type="IA3")}, "peft_type 'IA3'"),
         "r not an int": ({"config": lora_config(r="4")}, "r='4'"),
-        "config not json": ({"config": "/dev/null"}, "not valid JSON"),
+        "config not json": ({"config": "GARBAGE"}, "not valid JSON"),
         "config missing": ({"config": "/nonexistent/adapter_config.json"}, "does not exist"),
         "no lora tensors": ({"weights": b"\x02\x00\x00\x00\x00\x00\x00\x00{}"}, "no LoRA tensors"),
         "missing B": ({"weights": "drop-B"}, "has no lora_B"),
         "weights not a path": ({"weights": 42}, "weights must be a path or bytes"),
-        "weights missing": ({"weights": "/nonexistent/x.safetensors"}, "config|does not exist"),
+        "weights missing": (
+            {"weights": "/nonexistent/x.safetensors"},
+            r"/nonexistent/x\.safetensors does not exist",
+        ),
+        "invalid target regex": (
+            {"config": lora_config(target_modules="(q_proj")},
+            "invalid pattern",
+        ),
+        "invalid rank_pattern regex": (
+            {"config": lora_config(rank_pattern={"(": 8})},
+            "invalid pattern",
+        ),
+        "config is a fifo": ({"config": "FIFO"}, "not a regular file"),
     }
 
 
@@ -286,6 +312,12 @@ def test_bad_input_raises_invalid_adapter_error_and_writes_nothing(
         "adapter_id": str(uuid.uuid4()),
     }
     call.update(overrides)
+    if call["config"] == "FIFO":
+        call["config"] = registry.root.parent / "config.fifo"
+        os.mkfifo(call["config"])
+    elif call["config"] == "GARBAGE":
+        call["config"] = registry.root.parent / "config.json"
+        call["config"].write_bytes(b"{not json")
     if weights == "drop-B":
         tensors = lora_tensors()
         del tensors["base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight"]

@@ -36,6 +36,15 @@ def tamper_config(path: Path) -> None:
     config_path.write_text(json.dumps(config))
 
 
+def replace_peft_file(path: Path) -> None:
+    """Unlink the hard link PEFT loads and put other bytes under its name."""
+    peft = path.with_name("adapter_model.safetensors")
+    data = bytearray(peft.read_bytes())
+    data[-1] ^= 0x01
+    peft.unlink()
+    peft.write_bytes(bytes(data))
+
+
 DAMAGE = {
     "flipped byte": (flip_last_byte, "mismatch", "adapter.safetensors does not match"),
     "truncated": (truncate, "mismatch", "adapter.safetensors does not match"),
@@ -52,6 +61,16 @@ DAMAGE = {
         "adapter.safetensors is unreadable",
     ),
     "config changed": (tamper_config, "mismatch", "adapter_config.json does not match"),
+    "PEFT file replaced": (
+        lambda p: replace_peft_file(p),
+        "mismatch",
+        "adapter_model.safetensors is not the same file",
+    ),
+    "PEFT file removed": (
+        lambda p: p.with_name("adapter_model.safetensors").unlink(),
+        "missing",
+        "adapter_model.safetensors is missing",
+    ),
 }
 
 

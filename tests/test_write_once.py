@@ -92,6 +92,21 @@ def test_raw_sql_cannot_delete(store_one: Any, registry: AdapterRegistry) -> Non
     assert registry.retrieve_by_id(record.id) == record
 
 
+@pytest.mark.parametrize("verb", ["INSERT OR REPLACE", "REPLACE"])
+def test_raw_sql_cannot_replace_a_row(store_one: Any, registry: AdapterRegistry, verb: str) -> None:
+    record = store_one()
+    columns = ", ".join(name for name, *_ in SPEC_COLUMNS)
+    with connect(registry) as conn, pytest.raises(sqlite3.IntegrityError, match="write-once"):
+        conn.execute(
+            f"{verb} INTO adapter_records ({columns}) SELECT id, version, task_type, "
+            "base_model_id, rank, created_at, file_path, '0000', file_size_bytes, pass_rate, "
+            "fitness_score, source, session_id, is_archived, parent_ids, generation, "
+            "training_task_hash, agent_id, config_hash FROM adapter_records WHERE id = ?",
+            (record.id,),
+        )
+    assert registry.retrieve_by_id(record.id) == record
+
+
 def test_the_api_has_no_way_to_change_weights() -> None:
     public = {name for name in dir(AdapterRegistry) if not name.startswith("_")}
     assert public == {

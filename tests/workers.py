@@ -53,3 +53,14 @@ def race(home: str, adapter_id: str, seed: int, barrier: Any, env: dict[str, str
         return "exists"
     finally:
         registry.close()
+
+
+def recover_until(home: str, stop: Any) -> int:
+    """Call recover() over and over until `stop` is set; returns how many calls it made."""
+    registry = open_registry(home)
+    calls = 0
+    while not stop.is_set():
+        registry.recover()
+        calls += 1
+    registry.close()
+    return calls

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -26,6 +26,7 @@ __all__ = ["Database"]
 TABLE = AdapterRecord.__table__  # type: ignore[attr-defined]
 BUSY_TIMEOUT_MS = 60_000
 _WRITE = "adapter_registry_write"
+REPLACE_MESSAGE = "adapter_records is write-once: that id is already registered"
 IMMUTABLE_MESSAGE = (
     "adapter_records is write-once: only pass_rate, fitness_score and is_archived may change"
 )
@@ -38,6 +39,11 @@ def _sqlite_triggers() -> list[str]:
         f"""CREATE TRIGGER IF NOT EXISTS adapter_records_write_once
         BEFORE UPDATE ON adapter_records FOR EACH ROW WHEN {changed}
         BEGIN SELECT RAISE(ABORT, '{IMMUTABLE_MESSAGE}'); END""",
+        # INSERT OR REPLACE deletes the old row without firing DELETE triggers: refuse it here.
+        f"""CREATE TRIGGER IF NOT EXISTS adapter_records_no_replace
+        BEFORE INSERT ON adapter_records FOR EACH ROW
+        WHEN EXISTS (SELECT 1 FROM adapter_records WHERE id = NEW.id)
+        BEGIN SELECT RAISE(ABORT, '{REPLACE_MESSAGE}'); END""",
         """CREATE TRIGGER IF NOT EXISTS adapter_records_no_delete
         BEFORE DELETE ON adapter_records FOR EACH ROW
         BEGIN SELECT RAISE(ABORT, 'adapter_records is write-once: rows are never deleted'); END""",
@@ -65,7 +71,7 @@ def _configure_sqlite(engine: Engine) -> None:
 class Database:
     """An engine for reads and a view of it whose transactions take the write lock up front."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str | URL) -> None:
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):

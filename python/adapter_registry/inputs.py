@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Union
@@ -76,10 +77,13 @@ def _config_bytes(config: Mapping[str, Any] | str | os.PathLike[str]) -> bytes:
         raise InvalidAdapterError(f"config must be a dict or a path, not {type(config).__name__}")
     path = Path(config).expanduser()
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
+        # O_NONBLOCK: a FIFO must not hang the open; only a regular file is read.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise InvalidAdapterError(f"config {path} does not exist") from None
     except OSError as err:
         raise InvalidAdapterError(f"config {path} cannot be read: {err.strerror}") from err
-    return data
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidAdapterError(f"config {path} is not a regular file")
+        return f.read(MAX_CONFIG_BYTES + 1)

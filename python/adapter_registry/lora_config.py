@@ -99,6 +99,13 @@ def parse_config(data: bytes) -> LoraConfig:
         raise InvalidAdapterError(
             "adapter_config.json rank_pattern must map module patterns to positive integers"
         )
+    for pattern in [*rank_pattern, *([targets] if isinstance(targets, str) else [])]:
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise InvalidAdapterError(
+                f"adapter_config.json has an invalid pattern {pattern!r}: {err}"
+            ) from err
     base = raw.get("base_model_name_or_path")
     if base is not None and not isinstance(base, str):
         raise InvalidAdapterError("adapter_config.json base_model_name_or_path must be a string")

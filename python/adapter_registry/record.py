@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from sqlalchemy import REAL, Column, Index, Integer, Text, text
+from sqlalchemy.orm import configure_mappers
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -80,3 +81,7 @@ Index(
     sqlite_where=text("is_archived = 0 AND fitness_score IS NOT NULL"),
     postgresql_where=text("is_archived = 0 AND fitness_score IS NOT NULL"),
 )
+
+# Rows become records through model_construct (no re-validation of what the database typed),
+# which, unlike __init__, does not finish configuring the mapper: do it once, here.
+configure_mappers()

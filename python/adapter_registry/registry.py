@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Row, exists, insert, literal_column, select, update
+from sqlalchemy import URL, Row, exists, insert, literal_column, select, update
 from sqlalchemy import exc as sa_exc
 
 from . import _core, validation
@@ -94,10 +94,13 @@ class AdapterRegistry:
             raise AdapterStorageError(
                 err.errno, f"adapter root {self.root} cannot be created: {err.strerror}"
             ) from err
-        if db_url is None:
-            db_url = f"sqlite:///{home / 'adapter_registry.db'}"
-        self.db_url = db_url
-        self._db = Database(db_url)
+        url = (
+            db_url
+            if db_url is not None
+            else URL.create("sqlite", database=str(home / "adapter_registry.db"))
+        )
+        self.db_url = str(url)
+        self._db = Database(url)
 
     def close(self) -> None:
         self._db.dispose()
@@ -238,9 +241,10 @@ class AdapterRegistry:
         finally:
             staged.discard()  # a no-op once published
         _crash_point("published")
-        return self._insert(record)
+        return self._insert(record)[0]
 
-    def _insert(self, record: AdapterRecord) -> AdapterRecord:
+    def _insert(self, record: AdapterRecord) -> tuple[AdapterRecord, bool]:
+        """Insert the row of a published adapter; says whether this call inserted it."""
         try:
             with self._db.write() as conn:
                 conn.execute(insert(TABLE).values(record.to_dict()))
@@ -250,7 +254,7 @@ class AdapterRegistry:
                 record.file_hash,
                 record.created_at,
             ):
-                return existing  # a concurrent recover() registered our publish first
+                return existing, False  # the same publish, registered by someone else first
             raise AdapterAlreadyExistsError(
                 f"adapter {record.id} already exists; adapters are written once"
             ) from None
@@ -260,7 +264,7 @@ class AdapterRegistry:
                 f"adapter {record.id} was published at {self.root / record.id} but its row "
                 f"was not written ({err}); recover() registers it",
             ) from err
-        return record
+        return record, True
 
     def archive(self, adapter_id: str) -> AdapterRecord:
         """Soft-delete: the adapter stays on disk and in lineage, out of rankings. Idempotent."""
@@ -444,10 +448,11 @@ class AdapterRegistry:
         if not verdict.ok:
             return "; ".join(verdict.problems)
         try:
-            self._insert(record)
+            _, inserted = self._insert(record)
         except AdapterRegistryError as err:
             return str(err)
-        report.rolled_forward.append(record.id)
+        if inserted:  # else its own store() finished while we looked
+            report.rolled_forward.append(record.id)
         return None
 
 
@@ -483,4 +488,22 @@ def _report(
             )
         elif verdict != "ok":
             problems.append(f"{name} is {verdict}: {detail}")
+    if verdicts[0] == "ok" and (link := _peft_link_problem(record.file_path)):
+        verdicts.append(link[0])
+        problems.append(link[1])
     return VerifyReport(record.id, VerifyReport.worst(verdicts), tuple(problems))
+
+
+def _peft_link_problem(weights_path: str) -> tuple[str, str] | None:
+    """PEFT loads adapter_model.safetensors: it must be the verified file itself (a hard link)."""
+    link = Path(weights_path).with_name(_core.PEFT_WEIGHTS_FILE)
+    try:
+        linked = os.stat(link, follow_symlinks=False)
+        weights = os.stat(weights_path, follow_symlinks=False)
+    except FileNotFoundError:
+        return "missing", f"{_core.PEFT_WEIGHTS_FILE} is missing"
+    except OSError as err:
+        return "unreadable", f"{_core.PEFT_WEIGHTS_FILE} is unreadable: {err.strerror}"
+    if (linked.st_dev, linked.st_ino) != (weights.st_dev, weights.st_ino):
+        return "mismatch", f"{_core.PEFT_WEIGHTS_FILE} is not the same file as {_core.WEIGHTS_FILE}"
+    return None
