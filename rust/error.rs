@@ -25,6 +25,8 @@ pub enum CoreError {
     AlreadyExists { path: PathBuf },
     /// A name that would leave its directory (`..`, `/`, NUL, a leading dot).
     BadName { name: String },
+    /// A bug in the core (a panic, caught at the binding): never a crash of the interpreter.
+    Internal { what: String },
 }
 
 pub type CoreResult<T> = Result<T, CoreError>;
@@ -93,6 +95,7 @@ impl fmt::Display for CoreError {
             CoreError::BadName { name } => {
                 write!(f, "{name:?} is not a plain directory entry name")
             }
+            CoreError::Internal { what } => write!(f, "internal error in the core: {what}"),
         }
     }
 }

@@ -28,6 +28,7 @@ use publish::PublishMode;
 use staging::Staging;
 
 mod py_errors {
+    pyo3::import_exception!(adapter_registry.errors, AdapterRegistryError);
     pyo3::import_exception!(adapter_registry.errors, InvalidAdapterError);
     pyo3::import_exception!(adapter_registry.errors, AdapterAlreadyExistsError);
     pyo3::import_exception!(adapter_registry.errors, AdapterStorageError);
@@ -47,8 +48,24 @@ impl From<CoreError> for PyErr {
                 Some(errno) => py_errors::AdapterStorageError::new_err((errno, message)),
                 None => py_errors::AdapterStorageError::new_err(message),
             },
+            CoreError::Internal { .. } => py_errors::AdapterRegistryError::new_err(message),
         }
     }
+}
+
+/// Run file work with the GIL released. A panic is caught here and becomes an error: a
+/// `PanicException` would slip past `except Exception` in the caller.
+fn off_gil<T: Send>(py: Python<'_>, work: impl FnOnce() -> CoreResult<T> + Send) -> CoreResult<T> {
+    py.detach(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_string());
+            Err(CoreError::Internal { what })
+        })
+    })
 }
 
 /// (name, dtype, shape) of each tensor, in file order.
@@ -73,7 +90,7 @@ enum WeightsSource {
 /// SHA-256 (hex) and size of a file, streamed in constant memory with the GIL released.
 #[pyfunction]
 fn hash_file(py: Python<'_>, path: PathBuf) -> PyResult<(String, u64)> {
-    let digest = py.detach(|| hash::hash_file(&path))?;
+    let digest = off_gil(py, || hash::hash_file(&path))?;
     Ok((digest.sha256, digest.size))
 }
 
@@ -81,7 +98,7 @@ fn hash_file(py: Python<'_>, path: PathBuf) -> PyResult<(String, u64)> {
 /// (tensors as (name, dtype, shape), metadata as (key, value) pairs).
 #[pyfunction]
 fn read_safetensors_header(py: Python<'_>, source: WeightsSource) -> PyResult<HeaderTuple> {
-    let header: Header = py.detach(|| match &source {
+    let header: Header = off_gil(py, || match &source {
         WeightsSource::Path(path) => header::read_header(path),
         WeightsSource::Bytes(bytes) => {
             header::validate_bytes(bytes).map_err(|r| CoreError::invalid(Path::new("<bytes>"), r))
@@ -134,13 +151,13 @@ impl StagedAdapter {
         } else {
             PublishMode::Auto
         };
-        Ok(py.detach(|| staging.publish(&name, &record, mode))?)
+        Ok(off_gil(py, || staging.publish(&name, &record, mode))?)
     }
 
     /// Remove the staging directory and everything in it.
     fn discard(&self, py: Python<'_>) -> PyResult<()> {
         match self.inner.lock().ok().and_then(|mut s| s.take()) {
-            Some(staging) => Ok(py.detach(|| staging.discard())?),
+            Some(staging) => Ok(off_gil(py, || staging.discard())?),
             None => Ok(()),
         }
     }
@@ -156,7 +173,7 @@ fn stage(
     weights: WeightsSource,
     config: Vec<u8>,
 ) -> PyResult<StagedAdapter> {
-    let staged = py.detach(|| -> CoreResult<_> {
+    let staged = off_gil(py, || -> CoreResult<_> {
         let staging = Staging::create(&root, &label)?;
         let (digest, header) = match &weights {
             WeightsSource::Path(path) => {
@@ -187,7 +204,7 @@ fn stage(
 /// Remove staging directories whose owning process is gone; returns their names.
 #[pyfunction]
 fn sweep_staging(py: Python<'_>, root: PathBuf) -> PyResult<Vec<String>> {
-    Ok(py.detach(|| staging::sweep_stale(&root))?)
+    Ok(off_gil(py, || staging::sweep_stale(&root))?)
 }
 
 /// (verdict, sha256 or None, size or None, detail or None) for one verified file.
@@ -208,8 +225,8 @@ fn verify_files(
         threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut failure: Option<PyErr> = None;
     let mut last_report = Instant::now();
-    let outcomes = py.detach(|| {
-        verify::verify_batch(&items, threads, |p| {
+    let outcomes = off_gil(py, || {
+        Ok(verify::verify_batch(&items, threads, |p| {
             let finished = p.items_done == p.items_total;
             if !finished && last_report.elapsed() < Duration::from_millis(50) {
                 return ControlFlow::Continue(());
@@ -229,8 +246,8 @@ fn verify_files(
                     ControlFlow::Break(())
                 }
             }
-        })
-    });
+        }))
+    })?;
     if let Some(e) = failure {
         return Err(e);
     }
@@ -239,6 +256,12 @@ fn verify_files(
         .into_iter()
         .map(|o| (o.verdict.as_str().to_string(), o.sha256, o.size, o.detail))
         .collect())
+}
+
+/// For tests: panic inside the core, to prove it reaches Python as AdapterRegistryError.
+#[pyfunction]
+fn _panic(py: Python<'_>, message: String) -> PyResult<()> {
+    Ok(off_gil(py, || -> CoreResult<()> { panic!("{message}") })?)
 }
 
 #[pymodule]
@@ -255,5 +278,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stage, m)?)?;
     m.add_function(wrap_pyfunction!(sweep_staging, m)?)?;
     m.add_function(wrap_pyfunction!(verify_files, m)?)?;
+    m.add_function(wrap_pyfunction!(_panic, m)?)?;
     Ok(())
 }

@@ -14,7 +14,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import save, save_file
 
-from adapter_registry import AdapterStorageError, InvalidAdapterError, _core
+from adapter_registry import (
+    AdapterRegistryError,
+    AdapterStorageError,
+    InvalidAdapterError,
+    _core,
+)
 
 from lora_factory import lora_bytes
 
@@ -142,3 +147,8 @@ def test_stage_refuses_a_source_that_is_not_a_regular_file(tmp_path: Path) -> No
         with pytest.raises(InvalidAdapterError, match="not a regular file"):
             _core.stage(str(root), "label", str(source), b"{}")
     assert os.listdir(root / ".staging") == []
+
+
+def test_a_panic_in_the_core_is_an_ordinary_registry_error() -> None:
+    with pytest.raises(AdapterRegistryError, match="internal error in the core: boom"):
+        _core._panic("boom")

@@ -12,6 +12,7 @@ __all__ = [
     "WEIGHTS_FILE",
     "StagedAdapter",
     "__version__",
+    "_panic",
     "hash_file",
     "read_safetensors_header",
     "stage",
@@ -56,3 +57,4 @@ def verify_files(
     threads: int | None = None,
     progress: Callable[[int, int, int], object] | None = None,
 ) -> list[_Outcome]: ...
+def _panic(message: str) -> None: ...
