@@ -15,15 +15,18 @@ $(VENV)/.ready: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip "maturin>=1.9.4,<2"
 	touch $@
 
-# Release build, installed editable into .venv with the test extra. A stale extension in
-# python/ would shadow the fresh one, so it is removed first.
+# Release build, installed editable into .venv (the demo needs no extra; the tests and
+# benchmarks take the test and torch extras). A stale extension in python/ would shadow the
+# fresh one, so it is removed first.
+EXTRAS ?=
 build: $(VENV)/.ready
 	rm -f python/adapter_registry/_core*.so
-	maturin develop --release --extras test
+	maturin develop --release $(if $(EXTRAS),--extras $(EXTRAS))
 
 demo: build
 	$(PY) -m adapter_registry.demo
 
+lint: EXTRAS = test,torch
 lint: build
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
@@ -36,5 +39,6 @@ test: lint
 	cargo test
 	$(PY) -m pytest
 
+bench: EXTRAS = test,torch
 bench: build
 	$(PY) -m pytest benches --benchmark-only --benchmark-columns=min,median,max,rounds

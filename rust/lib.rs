@@ -9,6 +9,7 @@ pub mod error;
 pub mod files;
 pub mod hash;
 pub mod header;
+pub mod load;
 pub mod publish;
 pub mod staging;
 pub mod verify;
@@ -19,7 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 
 use error::{CoreError, CoreResult};
@@ -105,6 +107,51 @@ fn read_safetensors_header(py: Python<'_>, source: WeightsSource) -> PyResult<He
         }
     })?;
     Ok((tensor_tuples(&header.tensors), header.metadata))
+}
+
+/// (name, dtype, shape, begin, end) of each tensor, offsets counted from the start of the file.
+type PlacedTensor = (String, String, Vec<u64>, u64, u64);
+
+/// The address and length of a Python buffer, carried across `detach`.
+struct RawBuffer(*mut u8, usize);
+// SAFETY: the buffer is exported (PyBuffer) for the whole call, so its owner cannot resize or
+// free it; only this call writes to it while the GIL is released.
+unsafe impl Send for RawBuffer {}
+
+/// Read a stored safetensors file into `buffer` (a writable, contiguous buffer of exactly the
+/// file's size, e.g. a bytearray), hashing each chunk as it lands. Returns (sha256, tensors with
+/// file offsets). The caller compares the digest with the record before using any byte.
+#[pyfunction]
+fn read_verified_into(
+    py: Python<'_>,
+    path: PathBuf,
+    buffer: &Bound<'_, PyAny>,
+) -> PyResult<(String, Vec<PlacedTensor>)> {
+    let view = PyBuffer::<u8>::get(buffer)?;
+    if view.readonly() || !view.is_c_contiguous() {
+        return Err(PyTypeError::new_err(
+            "buffer must be writable and contiguous",
+        ));
+    }
+    let raw = RawBuffer(view.buf_ptr().cast::<u8>(), view.len_bytes());
+    let result = off_gil(py, move || {
+        let raw = raw;
+        // SAFETY: see RawBuffer; the export is held until `view` is dropped below.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(raw.0, raw.1) };
+        load::read_verified_into(&path, bytes)
+    });
+    drop(view); // ends the export
+    let (digest, header) = result?;
+    let start = header.data_start();
+    let tensors = header
+        .tensors
+        .into_iter()
+        .map(|t| {
+            let (begin, end) = t.data_offsets;
+            (t.name, t.dtype, t.shape, start + begin, start + end)
+        })
+        .collect();
+    Ok((digest.sha256, tensors))
 }
 
 /// A staged adapter: its files are written, hashed, validated, sealed and fsynced in a
@@ -275,6 +322,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<StagedAdapter>()?;
     m.add_function(wrap_pyfunction!(hash_file, m)?)?;
     m.add_function(wrap_pyfunction!(read_safetensors_header, m)?)?;
+    m.add_function(wrap_pyfunction!(read_verified_into, m)?)?;
     m.add_function(wrap_pyfunction!(stage, m)?)?;
     m.add_function(wrap_pyfunction!(sweep_staging, m)?)?;
     m.add_function(wrap_pyfunction!(verify_files, m)?)?;

@@ -13,6 +13,7 @@ from .errors import (
     AdapterStorageError,
     IntegrityError,
     InvalidAdapterError,
+    MissingDependencyError,
 )
 from .record import AdapterRecord
 from .registry import AdapterRegistry
@@ -27,6 +28,7 @@ __all__ = [
     "AdapterStorageError",
     "IntegrityError",
     "InvalidAdapterError",
+    "MissingDependencyError",
     "RecoveryReport",
     "VerifyReport",
     "__version__",

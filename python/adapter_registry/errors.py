@@ -18,6 +18,7 @@ __all__ = [
     "AdapterStorageError",
     "IntegrityError",
     "InvalidAdapterError",
+    "MissingDependencyError",
 ]
 
 
@@ -46,6 +47,10 @@ class AdapterStorageError(AdapterRegistryError, OSError):
 
     ``errno`` is set where the operating system gave one.
     """
+
+
+class MissingDependencyError(AdapterRegistryError, ImportError):
+    """An optional part (the torch extra) is not installed; the message names the extra."""
 
 
 @contextmanager

@@ -364,6 +364,38 @@ class AdapterRegistry:
             frontier = [p for r in generation for p in r.parents]
         return ancestors
 
+    # ------------------------------------------------------------------ loading (torch extra)
+
+    def load_state_dict(self, adapter_id: str, device: Any = "cpu") -> dict[str, Any]:
+        """The verified tensors of an adapter on ``device`` (see ``adapter_registry.torch``)."""
+        from . import torch as loading
+
+        return loading.load_state_dict(self, adapter_id, device)
+
+    def load_peft(
+        self,
+        base_model: Any,
+        adapter_id: str,
+        adapter_name: str | None = None,
+        device: Any = None,
+        is_trainable: bool = False,
+        check_base_model: bool = True,
+    ) -> Any:
+        """A PeftModel with the verified adapter loaded (see ``adapter_registry.torch``)."""
+        from . import torch as loading
+
+        return loading.load_peft(
+            self, base_model, adapter_id, adapter_name, device, is_trainable, check_base_model
+        )
+
+    def store_peft_model(
+        self, peft_model: Any, adapter_name: str = "default", **metadata: Any
+    ) -> AdapterRecord:
+        """Store one adapter of a PeftModel, saved by PEFT (see ``adapter_registry.torch``)."""
+        from . import torch as loading
+
+        return loading.store_peft_model(self, peft_model, adapter_name, **metadata)
+
     # ------------------------------------------------------------------ integrity
 
     def verify(self, adapter_id: str) -> VerifyReport:

@@ -1,0 +1,199 @@
+"""Verified loading onto torch and PEFT: never a corrupt adapter on the GPU.
+
+Needs the ``torch`` extra (``pip install 'adapter-registry[torch]'``); torch and peft are
+imported here, lazily, and nowhere else in the package. The registry's methods
+``load_state_dict``, ``load_peft`` and ``store_peft_model`` call these functions.
+
+Every load reads the weight file once, into memory the tensors then view, hashing each chunk as
+it lands (the Rust core, GIL released); the digest and size are compared with the record before
+any tensor exists, so the bytes deserialized are exactly the bytes verified. The config is
+verified by hash too, and checked against the tensors (rank, target modules) as at store time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import _core
+from .errors import (
+    IntegrityError,
+    InvalidAdapterError,
+    MissingDependencyError,
+    about_adapter,
+)
+from .lora_config import check_tensors, parse_config
+from .record import AdapterRecord
+
+if TYPE_CHECKING:
+    import torch as torch_
+
+    from .registry import AdapterRegistry
+
+__all__ = ["load_peft", "load_state_dict", "store_peft_model"]
+
+#: safetensors dtype names to torch dtype attribute names.
+_DTYPES = {
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16",
+    "I32": "int32", "U32": "uint32", "I64": "int64", "U64": "uint64", "F16": "float16",
+    "BF16": "bfloat16", "F32": "float32", "F64": "float64", "C64": "complex64",
+    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+}  # fmt: skip
+
+
+def _require(module: str) -> Any:
+    try:
+        return __import__(module)
+    except ImportError as err:
+        raise MissingDependencyError(
+            f"{module} is not installed: loading adapters needs the torch extra "
+            "(pip install 'adapter-registry[torch]')"
+        ) from err
+
+
+@contextmanager
+def _offline() -> Iterator[None]:
+    """Our PEFT calls never reach for a hub: offline mode while they run."""
+    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(dict.fromkeys(names, "1"))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _verified_tensors(record: AdapterRecord, device: Any) -> dict[str, torch_.Tensor]:
+    torch = _require("torch")
+    buffer = bytearray(record.file_size_bytes)
+    try:
+        digest, placed = _core.read_verified_into(record.file_path, buffer)
+    except InvalidAdapterError as err:  # missing, unreadable, wrong size, bad header
+        raise IntegrityError(f"stored weights cannot be trusted: {err}") from err
+    if digest != record.file_hash:
+        raise IntegrityError(
+            f"{_core.WEIGHTS_FILE} has sha256 {digest}, its record says {record.file_hash}"
+        )
+    flat = (
+        torch.frombuffer(buffer, dtype=torch.uint8) if buffer else torch.empty(0, dtype=torch.uint8)
+    )
+    device = torch.device(device)
+    if device.type != "cpu":
+        flat = flat.to(device)  # one host-to-device copy; the tensors below are views of it
+    tensors = {}
+    for name, dtype, shape, begin, end in placed:
+        if dtype not in _DTYPES or not hasattr(torch, _DTYPES[dtype]):
+            raise InvalidAdapterError(f"tensor {name!r} has dtype {dtype}, which torch lacks")
+        target = getattr(torch, _DTYPES[dtype])
+        chunk = flat[begin:end]
+        if chunk.data_ptr() % target.itemsize:  # unaligned in the file: copy to align
+            chunk = chunk.clone()
+        tensors[name] = chunk.view(target).reshape(shape)
+    return tensors
+
+
+def load_state_dict(
+    registry: AdapterRegistry, adapter_id: str, device: Any = "cpu"
+) -> dict[str, torch_.Tensor]:
+    """The adapter's tensors, by their PEFT names, on ``device``; IntegrityError if a byte of
+    the stored file differs from what was recorded (no tensor is handed out then)."""
+    record = registry.retrieve_by_id(adapter_id)
+    with about_adapter(adapter_id):
+        return _verified_tensors(record, device)
+
+
+def _verified_config(record: AdapterRecord) -> bytes:
+    path = Path(record.file_path).with_name(_core.CONFIG_FILE)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise IntegrityError(f"{_core.CONFIG_FILE} cannot be read: {err.strerror}") from err
+    if hashlib.sha256(data).hexdigest() != record.config_hash:
+        raise IntegrityError(f"{_core.CONFIG_FILE} does not match its record")
+    return data
+
+
+def _model_device(model: Any) -> Any:
+    try:
+        return next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        return "cpu"
+
+
+def load_peft(
+    registry: AdapterRegistry,
+    base_model: Any,
+    adapter_id: str,
+    adapter_name: str | None = None,
+    device: Any = None,
+    is_trainable: bool = False,
+    check_base_model: bool = True,
+) -> Any:
+    """A PeftModel with the verified adapter loaded.
+
+    ``base_model`` is a transformers model (a new PeftModel wraps it, the adapter named
+    ``adapter_name`` or "default") or already a PeftModel (the adapter is added under
+    ``adapter_name``, default the adapter id, and not activated). An adapter trained for another
+    base model than ``base_model.name_or_path`` is refused unless ``check_base_model=False``.
+    """
+    peft = _require("peft")
+    record = registry.retrieve_by_id(adapter_id)
+    with about_adapter(adapter_id):
+        model_name = getattr(base_model, "name_or_path", None)
+        if check_base_model and model_name != record.base_model_id:
+            raise InvalidAdapterError(
+                f"it was trained on {record.base_model_id!r} but the model is {model_name!r} "
+                "(check_base_model=False loads it anyway)"
+            )
+        config_bytes = _verified_config(record)
+        tensors = _verified_tensors(record, device or _model_device(base_model))
+        check_tensors(
+            parse_config(config_bytes),
+            [(name, str(t.dtype), list(t.shape)) for name, t in tensors.items()],
+        )
+        config = peft.PeftConfig.from_peft_type(**json.loads(config_bytes))
+        config.inference_mode = not is_trainable
+        with _offline():
+            if isinstance(base_model, peft.PeftModel):
+                name = adapter_name or adapter_id
+                base_model.add_adapter(name, config)
+                model = base_model
+            else:
+                name = adapter_name or "default"
+                model = peft.PeftModel(base_model, config, adapter_name=name)
+            result = peft.set_peft_model_state_dict(model, tensors, adapter_name=name)
+        missing = [k for k in result.missing_keys if "lora_" in k and f".{name}." in k]
+        if missing or result.unexpected_keys:
+            raise InvalidAdapterError(
+                f"its tensors do not fit the model: missing {missing[:3]}, "
+                f"unexpected {list(result.unexpected_keys)[:3]}"
+            )
+        if not is_trainable:
+            model.eval()
+        return model
+
+
+def store_peft_model(
+    registry: AdapterRegistry, peft_model: Any, adapter_name: str = "default", **metadata: Any
+) -> AdapterRecord:
+    """Save one adapter of a PeftModel with PEFT's own save_pretrained and store it, once."""
+    _require("peft")
+    if adapter_name not in getattr(peft_model, "peft_config", {}):
+        raise InvalidAdapterError(f"the model has no adapter named {adapter_name!r}")
+    with tempfile.TemporaryDirectory(prefix="adapter-registry-export-") as tmp, _offline():
+        peft_model.save_pretrained(
+            tmp, selected_adapters=[adapter_name], safe_serialization=True,
+            save_embedding_layers=False,
+        )  # fmt: skip
+        saved = Path(tmp) if adapter_name == "default" else Path(tmp) / adapter_name
+        return registry.store(saved, **metadata)

@@ -1,0 +1,211 @@
+"""Verified loading onto torch and PEFT, on a tiny Qwen2 built from its config (nothing is
+downloaded): the logits after a round trip through the registry equal the logits before, to the
+last bit, and a damaged file never yields a tensor."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from adapter_registry import (
+    AdapterRegistry,
+    IntegrityError,
+    InvalidAdapterError,
+    MissingDependencyError,
+)
+
+BASE = "tiny/qwen2-2layer"
+TOKENS = torch.tensor([[1, 5, 9, 42, 7, 3, 99, 12]])
+META = {"task_type": "bug-fix", "source": "manual", "session_id": "torch-tests"}
+
+
+def base_model(seed: int = 0) -> Qwen2ForCausalLM:
+    config = Qwen2Config(
+        vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+    )  # fmt: skip
+    config._name_or_path = BASE
+    torch.manual_seed(seed)
+    return Qwen2ForCausalLM(config).eval()
+
+
+def lora_model(seed: int, r: int = 4) -> PeftModel:
+    """A LoRA whose B matrices are not zero, so that it changes the output."""
+    base = base_model()
+    config = LoraConfig(
+        r=r, lora_alpha=2 * r, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+        init_lora_weights=False, lora_dropout=0.0,
+    )  # fmt: skip
+    torch.manual_seed(1000 + seed)  # after the base, which seeds itself
+    return get_peft_model(base, config).eval()
+
+
+def logits(model: Any) -> torch.Tensor:
+    with torch.no_grad():
+        return model(TOKENS).logits
+
+
+@pytest.fixture
+def stored(registry: AdapterRegistry) -> tuple[str, torch.Tensor]:
+    model = lora_model(seed=1)
+    expected = logits(model)
+    assert not torch.equal(expected, logits(base_model())), "the LoRA must change the output"
+    record = registry.store_peft_model(model, **META)
+    return record.id, expected
+
+
+def test_load_peft_gives_the_same_logits_to_the_last_bit(
+    registry: AdapterRegistry, stored: tuple[str, torch.Tensor]
+) -> None:
+    adapter_id, expected = stored
+    model = registry.load_peft(base_model(), adapter_id)
+    assert isinstance(model, PeftModel) and not model.training
+    assert torch.equal(logits(model), expected)
+
+
+def test_plain_peft_loads_the_stored_directory_with_no_code_of_ours(
+    registry: AdapterRegistry, stored: tuple[str, torch.Tensor]
+) -> None:
+    adapter_id, expected = stored
+    model = PeftModel.from_pretrained(base_model(), str(registry.root / adapter_id)).eval()
+    assert torch.equal(logits(model), expected)
+
+
+def test_load_state_dict_matches_what_peft_saved(
+    registry: AdapterRegistry, stored: tuple[str, torch.Tensor]
+) -> None:
+    from safetensors.torch import load_file
+
+    adapter_id, _ = stored
+    tensors = registry.load_state_dict(adapter_id)
+    reference = load_file(registry.retrieve_by_id(adapter_id).file_path)
+    assert tensors.keys() == reference.keys() and len(tensors) == 16
+    for name, tensor in tensors.items():
+        assert tensor.dtype == reference[name].dtype and torch.equal(tensor, reference[name])
+        assert tensor.device.type == "cpu"
+
+
+def _flip(path: Path, _other: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path, _other: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-8])
+
+
+def _swap(path: Path, other: Path) -> None:
+    path.write_bytes(other.read_bytes())
+
+
+@pytest.mark.parametrize("damage", [_flip, _truncate, _swap], ids=["flip", "truncate", "swap"])
+def test_a_damaged_file_never_yields_a_tensor(
+    registry: AdapterRegistry, stored: tuple[str, torch.Tensor], damage: Any
+) -> None:
+    adapter_id, _ = stored
+    other = registry.store_peft_model(lora_model(seed=2), **META)
+    weights = Path(registry.retrieve_by_id(adapter_id).file_path)
+    weights.chmod(0o644)  # as root could
+    damage(weights, Path(other.file_path))
+    with pytest.raises(IntegrityError, match=f"adapter {adapter_id}: "):
+        registry.load_state_dict(adapter_id)
+    with pytest.raises(IntegrityError, match=f"adapter {adapter_id}: "):
+        registry.load_peft(base_model(), adapter_id)
+    assert registry.load_state_dict(other.id)  # the other adapter is untouched
+
+
+def test_a_tampered_config_is_refused(
+    registry: AdapterRegistry, stored: tuple[str, torch.Tensor]
+) -> None:
+    adapter_id, _ = stored
+    config = registry.root / adapter_id / "adapter_config.json"
+    config.chmod(0o644)
+    config.write_text(config.read_text().replace('"lora_alpha": 8', '"lora_alpha": 80'))
+    with pytest.raises(IntegrityError, match=r"adapter_config\.json does not match"):
+        registry.load_peft(base_model(), adapter_id)
+
+
+def test_two_adapters_in_one_model_and_switching_between_them(registry: AdapterRegistry) -> None:
+    first, second = lora_model(seed=1), lora_model(seed=2)
+    expected = {"first": logits(first), "second": logits(second)}
+    assert not torch.equal(expected["first"], expected["second"])
+    ids = {name: registry.store_peft_model(m, **META).id for name, m in
+           (("first", first), ("second", second))}  # fmt: skip
+    model = registry.load_peft(base_model(), ids["first"], adapter_name="first")
+    registry.load_peft(model, ids["second"], adapter_name="second")
+    assert set(model.peft_config) == {"first", "second"}
+    for name in ("second", "first", "second"):
+        model.set_adapter(name)
+        assert torch.equal(logits(model), expected[name])
+
+
+def test_store_peft_model_of_a_named_adapter(registry: AdapterRegistry) -> None:
+    model = lora_model(seed=3, r=8)
+    model.add_adapter("extra", LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False))
+    record = registry.store_peft_model(model, adapter_name="extra", **META)
+    assert record.rank == 2 and record.base_model_id == BASE
+    with pytest.raises(InvalidAdapterError, match="no adapter named 'nope'"):
+        registry.store_peft_model(model, adapter_name="nope", **META)
+
+
+def test_another_base_model_is_refused_unless_asked(
+    registry: AdapterRegistry, stored: tuple[str, torch.Tensor]
+) -> None:
+    adapter_id, expected = stored
+    other = base_model()
+    other.name_or_path = "org/another-model"
+    with pytest.raises(InvalidAdapterError, match="trained on 'tiny/qwen2-2layer'"):
+        registry.load_peft(other, adapter_id)
+    model = registry.load_peft(other, adapter_id, check_base_model=False)
+    assert torch.equal(logits(model), expected)
+
+
+def test_without_torch_the_error_names_the_extra(
+    registry: AdapterRegistry, stored: tuple[str, torch.Tensor], tmp_path: Path
+) -> None:
+    adapter_id, _ = stored
+    script = textwrap.dedent(
+        """
+        import sys
+        class Refuse:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "peft"):
+                    raise ImportError(name)
+        sys.meta_path.insert(0, Refuse())
+        from adapter_registry import AdapterRegistry, MissingDependencyError
+        reg = AdapterRegistry(root=sys.argv[1], db_url=sys.argv[2])
+        try:
+            reg.load_state_dict(sys.argv[3])
+        except MissingDependencyError as err:
+            assert isinstance(err, ImportError)
+            print(err)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(registry.root), registry.db_url, adapter_id],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'adapter-registry[torch]'" in done.stdout
+    assert issubclass(MissingDependencyError, ImportError)
+
+
+def test_the_stored_directory_copied_elsewhere_loads_too(
+    registry: AdapterRegistry, stored: tuple[str, torch.Tensor], tmp_path: Path
+) -> None:
+    adapter_id, expected = stored
+    copy = shutil.copytree(registry.root / adapter_id, tmp_path / "copy")
+    model = PeftModel.from_pretrained(base_model(), str(copy)).eval()
+    assert torch.equal(logits(model), expected)
