@@ -20,8 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
 use error::{CoreError, CoreResult};
@@ -112,36 +111,56 @@ fn read_safetensors_header(py: Python<'_>, source: WeightsSource) -> PyResult<He
 /// (name, dtype, shape, begin, end) of each tensor, offsets counted from the start of the file.
 type PlacedTensor = (String, String, Vec<u64>, u64, u64);
 
-/// The address and length of a Python buffer, carried across `detach`.
-struct RawBuffer(*mut u8, usize);
-// SAFETY: the buffer is exported (PyBuffer) for the whole call, so its owner cannot resize or
-// free it; only this call writes to it while the GIL is released.
-unsafe impl Send for RawBuffer {}
+/// The bytes of a verified file, in memory of their own, exposed through the buffer protocol
+/// (writable, so `torch.frombuffer` views them without a copy). Freed when the last view goes.
+#[pyclass(module = "adapter_registry._core", frozen)]
+struct VerifiedBytes {
+    buffer: load::AnonBuffer,
+}
 
-/// Read a stored safetensors file into `buffer` (a writable, contiguous buffer of exactly the
-/// file's size, e.g. a bytearray), hashing each chunk as it lands. Returns (sha256, tensors with
-/// file offsets). The caller compares the digest with the record before using any byte.
+#[pymethods]
+impl VerifiedBytes {
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: std::ffi::c_int,
+    ) -> PyResult<()> {
+        let buffer = &slf.get().buffer;
+        // SAFETY: the memory lives as long as `slf`, which the view holds a reference to
+        // (PyBuffer_FillInfo sets view.obj); `view` is the interpreter's to fill.
+        let rc = unsafe {
+            pyo3::ffi::PyBuffer_FillInfo(
+                view,
+                slf.as_ptr(),
+                buffer.as_ptr().cast(),
+                buffer.len() as pyo3::ffi::Py_ssize_t,
+                0,
+                flags,
+            )
+        };
+        if rc == -1 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut pyo3::ffi::Py_buffer) {}
+
+    fn __len__(&self) -> usize {
+        self.buffer.len()
+    }
+}
+
+/// Read a stored safetensors file of `expected_size` bytes into memory of its own, hashing each
+/// chunk as it lands. Returns (the bytes, their sha256, tensors with file offsets); the caller
+/// compares the digest with the record before using any byte.
 #[pyfunction]
-fn read_verified_into(
+fn read_verified(
     py: Python<'_>,
     path: PathBuf,
-    buffer: &Bound<'_, PyAny>,
-) -> PyResult<(String, Vec<PlacedTensor>)> {
-    let view = PyBuffer::<u8>::get(buffer)?;
-    if view.readonly() || !view.is_c_contiguous() {
-        return Err(PyTypeError::new_err(
-            "buffer must be writable and contiguous",
-        ));
-    }
-    let raw = RawBuffer(view.buf_ptr().cast::<u8>(), view.len_bytes());
-    let result = off_gil(py, move || {
-        let raw = raw;
-        // SAFETY: see RawBuffer; the export is held until `view` is dropped below.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(raw.0, raw.1) };
-        load::read_verified_into(&path, bytes)
-    });
-    drop(view); // ends the export
-    let (digest, header) = result?;
+    expected_size: u64,
+) -> PyResult<(VerifiedBytes, String, Vec<PlacedTensor>)> {
+    let (buffer, digest, header) = off_gil(py, || load::read_verified(&path, expected_size))?;
     let start = header.data_start();
     let tensors = header
         .tensors
@@ -151,7 +170,7 @@ fn read_verified_into(
             (t.name, t.dtype, t.shape, start + begin, start + end)
         })
         .collect();
-    Ok((digest.sha256, tensors))
+    Ok((VerifiedBytes { buffer }, digest.sha256, tensors))
 }
 
 /// A staged adapter: its files are written, hashed, validated, sealed and fsynced in a
@@ -322,7 +341,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<StagedAdapter>()?;
     m.add_function(wrap_pyfunction!(hash_file, m)?)?;
     m.add_function(wrap_pyfunction!(read_safetensors_header, m)?)?;
-    m.add_function(wrap_pyfunction!(read_verified_into, m)?)?;
+    m.add_function(wrap_pyfunction!(read_verified, m)?)?;
+    m.add_class::<VerifiedBytes>()?;
     m.add_function(wrap_pyfunction!(stage, m)?)?;
     m.add_function(wrap_pyfunction!(sweep_staging, m)?)?;
     m.add_function(wrap_pyfunction!(verify_files, m)?)?;

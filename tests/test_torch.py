@@ -209,3 +209,18 @@ def test_the_stored_directory_copied_elsewhere_loads_too(
     copy = shutil.copytree(registry.root / adapter_id, tmp_path / "copy")
     model = PeftModel.from_pretrained(base_model(), str(copy)).eval()
     assert torch.equal(logits(model), expected)
+
+
+def test_loaded_tensors_do_not_change_when_the_file_does(
+    registry: AdapterRegistry, stored: tuple[str, torch.Tensor]
+) -> None:
+    adapter_id, _ = stored
+    tensors = registry.load_state_dict(adapter_id)
+    before = {name: t.clone() for name, t in tensors.items()}
+    weights = Path(registry.retrieve_by_id(adapter_id).file_path)
+    weights.chmod(0o644)
+    with open(weights, "r+b") as f:  # in place, as a later writer (or a mapping) would
+        f.seek(200)
+        f.write(bytes(range(256)) * 16)
+    for name, tensor in tensors.items():
+        assert torch.equal(tensor, before[name]), name

@@ -11,11 +11,12 @@ __all__ = [
     "STAGING_DIR",
     "WEIGHTS_FILE",
     "StagedAdapter",
+    "VerifiedBytes",
     "__version__",
     "_panic",
     "hash_file",
     "read_safetensors_header",
-    "read_verified_into",
+    "read_verified",
     "stage",
     "sweep_staging",
     "verify_files",
@@ -51,9 +52,14 @@ def hash_file(path: _Path) -> tuple[str, int]: ...
 def read_safetensors_header(
     source: _Path | bytes,
 ) -> tuple[list[_Tensor], list[tuple[str, str]]]: ...
-def read_verified_into(
-    path: _Path, buffer: bytearray | memoryview
-) -> tuple[str, list[tuple[str, str, list[int], int, int]]]: ...
+
+@final
+class VerifiedBytes:
+    def __len__(self) -> int: ...
+
+def read_verified(
+    path: _Path, expected_size: int
+) -> tuple[VerifiedBytes, str, list[tuple[str, str, list[int], int, int]]]: ...
 def stage(root: _Path, label: str, weights: _Path | bytes, config: bytes) -> StagedAdapter: ...
 def sweep_staging(root: _Path) -> list[str]: ...
 def verify_files(

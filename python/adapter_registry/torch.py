@@ -75,18 +75,15 @@ def _offline() -> Iterator[None]:
 
 def _verified_tensors(record: AdapterRecord, device: Any) -> dict[str, torch_.Tensor]:
     torch = _require("torch")
-    buffer = bytearray(record.file_size_bytes)
     try:
-        digest, placed = _core.read_verified_into(record.file_path, buffer)
+        data, digest, placed = _core.read_verified(record.file_path, record.file_size_bytes)
     except InvalidAdapterError as err:  # missing, unreadable, wrong size, bad header
         raise IntegrityError(f"stored weights cannot be trusted: {err}") from err
     if digest != record.file_hash:
         raise IntegrityError(
             f"{_core.WEIGHTS_FILE} has sha256 {digest}, its record says {record.file_hash}"
         )
-    flat = (
-        torch.frombuffer(buffer, dtype=torch.uint8) if buffer else torch.empty(0, dtype=torch.uint8)
-    )
+    flat = torch.frombuffer(data, dtype=torch.uint8)  # a view: no copy
     device = torch.device(device)
     if device.type != "cpu":
         flat = flat.to(device)  # one host-to-device copy; the tensors below are views of it
