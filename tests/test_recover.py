@@ -18,6 +18,7 @@ import pytest
 
 from adapter_registry import (
     AdapterAlreadyExistsError,
+    AdapterRecord,
     AdapterRegistry,
     AdapterStorageError,
     _core,
@@ -54,6 +55,14 @@ def crash_store(home: Path, adapter_id: str, step: str) -> None:
     assert done.returncode == -signal.SIGKILL, done.stdout + done.stderr
 
 
+def store_again(registry: AdapterRegistry, adapter_id: str) -> AdapterRecord:
+    """The retry a restarted agent would make: the same adapter under the same id."""
+    return registry.store(
+        lora_bytes(seed=7), config=lora_config(), task_type="bug-fix", source="manual",
+        session_id="retry", adapter_id=adapter_id,
+    )  # fmt: skip
+
+
 def staging(registry: AdapterRegistry) -> list[str]:
     return os.listdir(registry.root / ".staging")
 
@@ -73,14 +82,7 @@ def test_a_publish_whose_insert_never_happened_is_rolled_forward(
     assert record.session_id == "crashing" and record.training_task_hash == "t"
     assert registry.verify(adapter_id).ok
     with pytest.raises(AdapterAlreadyExistsError):
-        registry.store(
-            lora_bytes(seed=7),
-            config=lora_config(),
-            task_type="bug-fix",
-            source="manual",
-            session_id="retry",
-            adapter_id=adapter_id,
-        )
+        store_again(registry, adapter_id)
     assert registry.recover().rolled_forward == []
 
 
@@ -95,14 +97,7 @@ def test_a_crash_after_staging_leaves_nothing_visible_and_is_swept(
     [removed] = report.removed_staging
     assert removed.startswith(adapter_id) and report.clean
     assert staging(registry) == []
-    record = registry.store(
-        lora_bytes(seed=7),
-        config=lora_config(),
-        task_type="bug-fix",
-        source="manual",
-        session_id="retry",
-        adapter_id=adapter_id,
-    )
+    record = store_again(registry, adapter_id)
     assert registry.retrieve_by_id(adapter_id) == record
 
 
