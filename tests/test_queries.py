@@ -8,9 +8,13 @@ import sys
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
-from adapter_registry import AdapterNotFoundError, AdapterRegistry, InvalidAdapterError
+from adapter_registry import (
+    AdapterNotFoundError,
+    AdapterRecord,
+    AdapterRegistry,
+    InvalidAdapterError,
+)
 
 MISSING = "12345678-1234-4234-8234-123456789abc"
 
@@ -78,23 +82,16 @@ def test_best_for_task_filters_by_base_model(store_one: Any, registry: AdapterRe
 
 def test_best_for_task_uses_its_partial_index(store_one: Any, registry: AdapterRegistry) -> None:
     store_one()
-    emitted: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        if statement.lstrip().startswith("SELECT"):
-            emitted.append((statement, params))
-
-    event.listen(registry._db.engine, "before_cursor_execute", capture)
-    try:
-        registry.query_best_for_task("bug-fix")
-    finally:
-        event.remove(registry._db.engine, "before_cursor_execute", capture)
-    ((statement, params),) = emitted
+    emitted: list[str] = []
+    reader = registry._db._raw
+    assert reader is not None, "SQLite reads take the raw driver path"
+    reader.connection().set_trace_callback(emitted.append)  # the SQL as run, values inlined
+    registry.query_best_for_task("bug-fix")
+    reader.connection().set_trace_callback(None)
+    (statement,) = emitted
     db = registry.db_url.removeprefix("sqlite:///")
     with sqlite3.connect(db) as conn:
-        plan = " ".join(
-            str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}", params)
-        )
+        plan = " ".join(str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}"))
     assert "ix_adapter_records_best" in plan
     assert "TEMP B-TREE" not in plan, "the index already gives the ranking order"
 
@@ -180,7 +177,8 @@ def test_a_fresh_process_that_only_reads_gets_usable_records(
     script = (
         "import sys; from adapter_registry import AdapterRegistry; "
         "r = AdapterRegistry(root=sys.argv[1], db_url=sys.argv[2]); "
-        "print([(x.id, x.rank, x.is_archived) for x in r.list_all()])"
+        "print([(x.id, x.rank, x.is_archived) for x in r.list_all()]); "
+        "print(r.list_all()[0].model_dump_json())"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, str(registry.root), registry.db_url],
@@ -189,4 +187,6 @@ def test_a_fresh_process_that_only_reads_gets_usable_records(
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == repr([(record.id, record.rank, False)])
+    listed, dumped = done.stdout.strip().splitlines()
+    assert listed == repr([(record.id, record.rank, False)])
+    assert AdapterRecord.model_validate_json(dumped) == record

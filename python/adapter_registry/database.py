@@ -8,7 +8,10 @@ write-once even for raw SQL.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql import Select
 
 from .errors import AdapterStorageError
 from .record import MUTABLE_COLUMNS, AdapterRecord
@@ -68,6 +72,34 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+class _RawReader:
+    """Per-thread sqlite3 connections for the hot read path: a SELECT on the driver itself,
+    without the ORM's per-call work. Each statement is its own snapshot (autocommit)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: list[sqlite3.Connection] = []
+
+    def connection(self) -> sqlite3.Connection:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():  # new thread, or a forked child
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            local.conn, local.pid = conn, os.getpid()
+            with self._lock:
+                self._open.append(conn)
+        return local.conn  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._open:
+                conn.close()
+            self._open.clear()
+        self._local = threading.local()
+
+
 class Database:
     """An engine for reads and a view of it whose transactions take the write lock up front."""
 
@@ -84,6 +116,10 @@ class Database:
             _configure_sqlite(self.engine)
         self.write_engine = self.engine.execution_options(**{_WRITE: True})
         self._create_schema()
+        path = parsed.database if self.dialect == "sqlite" else None
+        file_db = path is not None and path not in ("", ":memory:")
+        self._raw = _RawReader(str(Path(path).expanduser())) if path and file_db else None
+        self._compiled: dict[int, tuple[Select[Any], str, tuple[str, ...], dict[str, Any]]] = {}
 
     def _create_schema(self) -> None:
         with self.write() as conn:
@@ -96,6 +132,24 @@ class Database:
     def read(self) -> Iterator[Connection]:
         with self._translated(), self.engine.connect() as conn:
             yield conn
+
+    def fetch(self, stmt: Select[Any], **params: Any) -> Sequence[Sequence[Any]]:
+        """Rows of a read statement. On SQLite, its compiled text runs on the raw driver."""
+        if self._raw is not None:
+            compiled = self._compiled.get(id(stmt))
+            if compiled is None or compiled[0] is not stmt:
+                c = stmt.compile(dialect=self.engine.dialect)
+                compiled = (stmt, c.string, tuple(c.positiontup or ()), dict(c.params))
+                self._compiled[id(stmt)] = compiled
+            _, sql, names, defaults = compiled
+            if "POSTCOMPILE" not in sql:  # expanding IN lists need SQLAlchemy
+                args = [params[n] if n in params else defaults[n] for n in names]
+                try:
+                    return self._raw.connection().execute(sql, args).fetchall()
+                except sqlite3.Error as err:
+                    raise AdapterStorageError(f"database {self.engine.url!r}: {err}") from err
+        with self.read() as conn:
+            return [tuple(row) for row in conn.execute(stmt, params)]
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -114,6 +168,8 @@ class Database:
             raise AdapterStorageError(f"database {self.engine.url!r}: {err.orig}") from err
 
     def dispose(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
         self.engine.dispose()
 
     def __getstate__(self) -> Any:  # engines do not cross processes

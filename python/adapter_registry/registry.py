@@ -22,10 +22,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Row, exists, insert, literal_column, select, update
+from sqlalchemy import URL, insert, update
 from sqlalchemy import exc as sa_exc
 
-from . import _core, validation
+from . import _core, queries, validation
 from .database import TABLE, Database
 from .errors import (
     AdapterAlreadyExistsError,
@@ -67,14 +67,23 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _record(row: Row[Any]) -> AdapterRecord:
-    return AdapterRecord.model_construct(**row._mapping)
+_ALL_FIELDS = frozenset(queries.COLUMNS)
 
 
-_ORDER = (TABLE.c.created_at, TABLE.c.id)
-# Literal, not bound: SQLite uses the partial index ix_adapter_records_best only when the
-# query's WHERE visibly implies the index's.
-_LIVE = TABLE.c.is_archived == literal_column("0")
+def _record(values: Sequence[Any]) -> AdapterRecord:
+    """A record from a row in table order, on the hot read path.
+
+    The database already typed every value, so nothing is validated again: the instance is made
+    as SQLModel's ``__new__`` makes it and its fields are set in one step (model_construct would
+    route each through SQLAlchemy's attribute events, at twice the cost of the query itself).
+    """
+    fields = dict(zip(queries.COLUMNS, values, strict=True))
+    if fields["is_archived"] is not None:
+        fields["is_archived"] = bool(fields["is_archived"])
+    record: AdapterRecord = AdapterRecord.__new__(AdapterRecord)
+    record.__dict__.update(fields)
+    object.__setattr__(record, "__pydantic_fields_set__", set(_ALL_FIELDS))
+    return record
 
 
 class AdapterRegistry:
@@ -174,9 +183,7 @@ class AdapterRegistry:
             )
 
     def _refuse_existing(self, adapter_id: str) -> None:
-        with self._db.read() as conn:
-            registered = conn.execute(select(exists().where(TABLE.c.id == adapter_id))).scalar()
-        if registered or os.path.lexists(self.root / adapter_id):
+        if self._db.fetch(queries.EXISTS, id=adapter_id) or os.path.lexists(self.root / adapter_id):
             raise AdapterAlreadyExistsError(
                 f"adapter {adapter_id} already exists; adapters are written once"
             )
@@ -187,12 +194,7 @@ class AdapterRegistry:
         """Defaults: version 1 + the highest parent's (else 1), generation likewise (else 0)."""
         top_version, top_generation = 0, -1
         if parents:
-            with self._db.read() as conn:
-                rows = conn.execute(
-                    select(TABLE.c.id, TABLE.c.version, TABLE.c.generation).where(
-                        TABLE.c.id.in_(parents)
-                    )
-                ).all()
+            rows = [_record(values) for values in self._db.fetch(queries.BY_IDS, ids=parents)]
             absent = sorted(set(parents) - {r.id for r in rows})
             if absent:
                 raise InvalidAdapterError(f"parent {', '.join(absent)} is not registered")
@@ -291,18 +293,16 @@ class AdapterRegistry:
             ).first()
         if row is None:
             raise AdapterNotFoundError(f"adapter {adapter_id} is not registered")
-        return _record(row)
+        return _record(tuple(row))
 
     # ------------------------------------------------------------------ reading
 
     def _fetch(self, adapter_id: str) -> AdapterRecord | None:
-        with self._db.read() as conn:
-            row = conn.execute(select(TABLE).where(TABLE.c.id == adapter_id)).first()
-        return None if row is None else _record(row)
+        found = self._db.fetch(queries.BY_ID, id=adapter_id)
+        return _record(found[0]) if found else None
 
-    def _select(self, stmt: Any) -> list[AdapterRecord]:
-        with self._db.read() as conn:
-            return [_record(row) for row in conn.execute(stmt)]
+    def _select(self, stmt: Any, **params: Any) -> list[AdapterRecord]:
+        return [_record(values) for values in self._db.fetch(stmt, **params)]
 
     def retrieve_by_id(self, adapter_id: str) -> AdapterRecord:
         record = self._fetch(adapter_id)
@@ -314,10 +314,8 @@ class AdapterRegistry:
         self, task_type: str, include_archived: bool = False
     ) -> list[AdapterRecord]:
         """Adapters of one task type, oldest first."""
-        stmt = select(TABLE).where(TABLE.c.task_type == task_type)
-        if not include_archived:
-            stmt = stmt.where(_LIVE)
-        return self._select(stmt.order_by(*_ORDER))
+        stmt = queries.BY_TASK if include_archived else queries.BY_TASK_LIVE
+        return self._select(stmt, task_type=task_type)
 
     def query_best_for_task(
         self, task_type: str, base_model_id: str | None = None
@@ -326,27 +324,21 @@ class AdapterRegistry:
 
         Ties go to the adapter stored first (then the smaller id), so the answer is stable.
         """
-        stmt = select(TABLE).where(
-            TABLE.c.task_type == task_type, _LIVE, TABLE.c.fitness_score.is_not(None)
-        )
-        if base_model_id is not None:
-            stmt = stmt.where(TABLE.c.base_model_id == base_model_id)
-        stmt = stmt.order_by(TABLE.c.fitness_score.desc(), *_ORDER).limit(1)
-        found = self._select(stmt)
-        return found[0] if found else None
+        if base_model_id is None:
+            found = self._db.fetch(queries.BEST, task_type=task_type)
+        else:
+            found = self._db.fetch(
+                queries.BEST_FOR_BASE, task_type=task_type, base_model_id=base_model_id
+            )
+        return _record(found[0]) if found else None
 
     def list_all(self, include_archived: bool = True) -> list[AdapterRecord]:
         """Every adapter, oldest first."""
-        stmt = select(TABLE)
-        if not include_archived:
-            stmt = stmt.where(_LIVE)
-        return self._select(stmt.order_by(*_ORDER))
+        return self._select(queries.LIST_ALL if include_archived else queries.LIST_LIVE)
 
     def find_by_training_task_hash(self, training_task_hash: str) -> list[AdapterRecord]:
         """Adapters trained on the same task (the deduplication key), oldest first."""
-        return self._select(
-            select(TABLE).where(TABLE.c.training_task_hash == training_task_hash).order_by(*_ORDER)
-        )
+        return self._select(queries.BY_TRAINING_TASK, hash=training_task_hash)
 
     def lineage(self, adapter_id: str) -> list[AdapterRecord]:
         """The ancestors of an adapter through parent_ids, nearest first, each once."""
@@ -358,7 +350,7 @@ class AdapterRegistry:
             if not frontier:
                 break
             seen.update(frontier)
-            by_id = {r.id: r for r in self._select(select(TABLE).where(TABLE.c.id.in_(frontier)))}
+            by_id = {r.id: r for r in self._select(queries.BY_IDS, ids=frontier)}
             generation = [by_id[p] for p in frontier if p in by_id]
             ancestors.extend(generation)
             frontier = [p for r in generation for p in r.parents]
@@ -434,8 +426,7 @@ class AdapterRegistry:
         """
         report = RecoveryReport()
         report.removed_staging = sorted(_core.sweep_staging(str(self.root)))
-        with self._db.read() as conn:
-            rows = {r.id: r.file_path for r in conn.execute(select(TABLE.c.id, TABLE.c.file_path))}
+        rows: dict[str, str] = {i: path for i, path in self._db.fetch(queries.PATHS)}
         for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
             if entry.name.startswith(".") or entry.name in rows:
                 continue

@@ -1,0 +1,42 @@
+"""The registry's read statements, built once with named parameters.
+
+Written with SQLAlchemy so they stay dialect-neutral; on SQLite, ``Database.fetch`` runs their
+compiled text on a raw driver connection, which keeps the hot queries close to raw SQLite.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, literal_column, select
+
+from .record import AdapterRecord
+
+TABLE = AdapterRecord.__table__  # type: ignore[attr-defined]
+COLUMNS = tuple(c.name for c in TABLE.columns)
+
+_ORDER = (TABLE.c.created_at, TABLE.c.id)
+# Literal, not bound: SQLite uses the partial index ix_adapter_records_best only when the
+# query's WHERE visibly implies the index's.
+_LIVE = TABLE.c.is_archived == literal_column("0")
+_ALL = select(TABLE)
+
+BY_ID = _ALL.where(TABLE.c.id == bindparam("id"))
+EXISTS = select(TABLE.c.id).where(TABLE.c.id == bindparam("id"))
+BY_IDS = _ALL.where(TABLE.c.id.in_(bindparam("ids", expanding=True)))
+
+_TASK = _ALL.where(TABLE.c.task_type == bindparam("task_type"))
+BY_TASK = _TASK.order_by(*_ORDER)
+BY_TASK_LIVE = _TASK.where(_LIVE).order_by(*_ORDER)
+
+_EVALUATED = _TASK.where(_LIVE, TABLE.c.fitness_score.is_not(None))
+_RANKING = (TABLE.c.fitness_score.desc(), *_ORDER)
+BEST = _EVALUATED.order_by(*_RANKING).limit(1)
+BEST_FOR_BASE = (
+    _EVALUATED.where(TABLE.c.base_model_id == bindparam("base_model_id"))
+    .order_by(*_RANKING)
+    .limit(1)
+)
+
+LIST_ALL = _ALL.order_by(*_ORDER)
+LIST_LIVE = _ALL.where(_LIVE).order_by(*_ORDER)
+BY_TRAINING_TASK = _ALL.where(TABLE.c.training_task_hash == bindparam("hash")).order_by(*_ORDER)
+PATHS = select(TABLE.c.id, TABLE.c.file_path)
