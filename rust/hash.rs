@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::mpsc;
 
 use sha2::{Digest, Sha256};
 
@@ -78,11 +79,62 @@ pub fn hash_reader(
     Ok(hasher.finish())
 }
 
+/// Hash everything `reader` yields, reading on a second thread while this one hashes: the copy
+/// out of the page cache then costs no hashing time. For one large stream; a batch of files is
+/// better served by one thread per file.
+pub fn hash_reader_pipelined(reader: &mut (impl Read + Send)) -> io::Result<FileDigest> {
+    const BUFFERS: usize = 4;
+    let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(BUFFERS);
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+    for _ in 0..BUFFERS {
+        empty_tx
+            .send(vec![0u8; CHUNK])
+            .expect("the receiver is alive");
+    }
+    std::thread::scope(|scope| {
+        let read = scope.spawn(move || -> io::Result<()> {
+            for mut buf in empty_rx {
+                let n = loop {
+                    match reader.read(&mut buf) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        other => break other?,
+                    }
+                };
+                if n == 0 || full_tx.send((buf, n)).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let mut hasher = StreamHasher::default();
+        for (buf, n) in full_rx {
+            hasher.update(&buf[..n]);
+            let _ = empty_tx.send(buf);
+        }
+        drop(empty_tx);
+        read.join()
+            .map_err(|_| io::Error::other("the reading thread panicked"))??;
+        Ok(hasher.finish())
+    })
+}
+
 /// SHA-256 of a file, or of anything that can be opened and read (a FIFO included).
 pub fn hash_file(path: &Path) -> CoreResult<FileDigest> {
     let mut file = File::open(path).map_err(|e| CoreError::source_io(path, e))?;
-    hash_reader(&mut file, |_| {}).map_err(|e| CoreError::source_io(path, e))
+    let large = file
+        .metadata()
+        .map(|m| m.len() >= PIPELINE_FROM)
+        .unwrap_or(false);
+    let result = if large {
+        hash_reader_pipelined(&mut file)
+    } else {
+        hash_reader(&mut file, |_| {})
+    };
+    result.map_err(|e| CoreError::source_io(path, e))
 }
+
+/// Below this size a second thread costs more than it saves.
+const PIPELINE_FROM: u64 = 8 * CHUNK as u64;
 
 #[cfg(test)]
 mod tests {
@@ -118,6 +170,16 @@ mod tests {
         assert_eq!(whole, streamed);
         assert_eq!(seen, data.len());
         assert_eq!(streamed.size, data.len() as u64);
+    }
+
+    #[test]
+    fn the_pipelined_hash_equals_the_plain_one() {
+        for len in [0, 1, CHUNK - 1, CHUNK, 5 * CHUNK + 3] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 13 % 256) as u8).collect();
+            let plain = hash_reader(&mut Cursor::new(&data), |_| {}).unwrap();
+            let piped = hash_reader_pipelined(&mut Cursor::new(&data)).unwrap();
+            assert_eq!(plain, piped, "{len}");
+        }
     }
 
     #[test]
