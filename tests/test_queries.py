@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import inspect as sa_inspect
+from sqlmodel import Session
 
 from adapter_registry import (
     AdapterNotFoundError,
@@ -15,6 +20,8 @@ from adapter_registry import (
     AdapterRegistry,
     InvalidAdapterError,
 )
+
+from lora_factory import lora_bytes, lora_config
 
 MISSING = "12345678-1234-4234-8234-123456789abc"
 
@@ -85,9 +92,12 @@ def test_best_for_task_uses_its_partial_index(store_one: Any, registry: AdapterR
     emitted: list[str] = []
     reader = registry._db._raw
     assert reader is not None, "SQLite reads take the raw driver path"
-    reader.connection().set_trace_callback(emitted.append)  # the SQL as run, values inlined
+    registry.query_best_for_task("bug-fix")  # the pool now holds one connection
+    conn = reader._idle.get()
+    conn.set_trace_callback(emitted.append)  # the SQL as run, values inlined
+    reader._idle.put(conn)
     registry.query_best_for_task("bug-fix")
-    reader.connection().set_trace_callback(None)
+    conn.set_trace_callback(None)
     (statement,) = emitted
     db = registry.db_url.removeprefix("sqlite:///")
     with sqlite3.connect(db) as conn:
@@ -190,3 +200,50 @@ def test_a_fresh_process_that_only_reads_gets_usable_records(
     listed, dumped = done.stdout.strip().splitlines()
     assert listed == repr([(record.id, record.rank, False)])
     assert AdapterRecord.model_validate_json(dumped) == record
+
+
+def test_records_read_back_are_ordinary_orm_instances(
+    store_one: Any, registry: AdapterRegistry
+) -> None:
+    record = registry.retrieve_by_id(store_one().id)
+    assert sa_inspect(record).mapper.class_ is AdapterRecord
+    record.fitness_score = 0.25  # attribute events work; nothing is written by this
+    assert record.fitness_score == 0.25
+    with Session(registry._db.engine) as session:
+        merged = session.merge(registry.retrieve_by_id(record.id))
+        assert merged.id == record.id and merged.fitness_score is None
+
+
+def test_short_lived_reader_threads_do_not_leak_connections(
+    store_one: Any, registry: AdapterRegistry
+) -> None:
+    record = store_one()
+
+    def read() -> None:
+        assert registry.retrieve_by_id(record.id) == record
+
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(100):
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join()
+    assert len(os.listdir("/proc/self/fd")) - before < 10
+
+
+def test_a_relative_database_path_is_fixed_when_the_registry_opens(
+    store_one: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    registry = AdapterRegistry(root="adapters", db_url="sqlite:///rel.db")
+    record = registry.store(
+        lora_bytes(), config=lora_config(), task_type="bug-fix", source="manual", session_id="s"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    found: list[Any] = []
+    thread = threading.Thread(target=lambda: found.append(registry.retrieve_by_id(record.id)))
+    thread.start()
+    thread.join()
+    assert found == [record] and os.listdir(elsewhere) == []
+    registry.close()

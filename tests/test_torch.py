@@ -4,6 +4,7 @@ last bit, and a damaged file never yields a tensor."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -224,3 +225,55 @@ def test_loaded_tensors_do_not_change_when_the_file_does(
         f.write(bytes(range(256)) * 16)
     for name, tensor in tensors.items():
         assert torch.equal(tensor, before[name]), name
+
+
+def test_a_refused_adapter_leaves_the_callers_model_as_it_was(
+    registry: AdapterRegistry, tmp_path: Path
+) -> None:
+    # q_proj weights under a config that also targets v_proj: storable (generic target lists
+    # are common), but loading would give v_proj a LoRA nobody trained.
+    only_q = get_peft_model(
+        base_model(), LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False)
+    )
+    only_q.save_pretrained(tmp_path / "saved")
+    config = json.loads((tmp_path / "saved" / "adapter_config.json").read_text())
+    config["target_modules"] = ["q_proj", "v_proj"]
+    record = registry.store(tmp_path / "saved", config=config, **META)
+
+    fresh = base_model()
+    before = logits(fresh)
+    with pytest.raises(InvalidAdapterError, match="do not fit the model: missing"):
+        registry.load_peft(fresh, record.id)
+    assert not any("lora_" in name for name, _ in fresh.named_modules())
+    assert torch.equal(logits(fresh), before)
+
+    host = registry.load_peft(base_model(), registry.store_peft_model(lora_model(1), **META).id)
+    with_one = logits(host)
+    with pytest.raises(InvalidAdapterError, match="do not fit the model"):
+        registry.load_peft(host, record.id, adapter_name="broken")
+    assert set(host.peft_config) == {"default"} and torch.equal(logits(host), with_one)
+
+
+def test_every_safetensors_dtype_loads_as_safetensors_loads_it(
+    registry: AdapterRegistry, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    model = lora_model(seed=4)
+    model.save_pretrained(tmp_path / "saved")
+    path = tmp_path / "saved" / "adapter_model.safetensors"
+    tensors = load_file(path)
+    names = ["bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16",
+             "float64", "complex64", "float8_e4m3fn", "float8_e5m2", "float8_e8m0fnu",
+             "uint16", "uint32", "uint64"]  # fmt: skip
+    for i, name in enumerate(names):
+        raw = torch.arange(3 + i, dtype=torch.uint8) * 37
+        width = torch.empty(0, dtype=getattr(torch, name)).element_size()
+        tensors[f"extra.{name}"] = torch.cat([raw] * width).view(getattr(torch, name))
+    save_file(tensors, path)
+    record = registry.store(tmp_path / "saved", **META)
+    loaded, reference = registry.load_state_dict(record.id), load_file(record.file_path)
+    assert loaded.keys() == reference.keys()
+    for name, tensor in loaded.items():
+        assert tensor.dtype == reference[name].dtype, name
+        assert torch.equal(tensor.view(torch.uint8), reference[name].view(torch.uint8)), name

@@ -9,8 +9,8 @@ write-once even for raw SQL.
 from __future__ import annotations
 
 import os
+import queue
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,31 +73,42 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 class _RawReader:
-    """Per-thread sqlite3 connections for the hot read path: a SELECT on the driver itself,
-    without the ORM's per-call work. Each statement is its own snapshot (autocommit)."""
+    """A pool of sqlite3 connections for the hot read path: a SELECT on the driver itself,
+    without the ORM's per-call work. Each statement is its own snapshot (autocommit). The pool
+    holds as many connections as reads ever ran at once; the file is never created by a read."""
 
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._open: list[sqlite3.Connection] = []
+    def __init__(self, path: Path) -> None:
+        self._uri = f"{path.resolve().as_uri()}?mode=rw"
+        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._pid = os.getpid()
+        self._closed = False
 
-    def connection(self) -> sqlite3.Connection:
-        local = self._local
-        if getattr(local, "pid", None) != os.getpid():  # new thread, or a forked child
-            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+    def fetch(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        if self._pid != os.getpid():  # a forked child never shares its parent's connections
+            self._idle, self._pid = queue.SimpleQueue(), os.getpid()
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
+            if self._closed:
+                raise AdapterStorageError("the registry is closed") from None
+            conn = sqlite3.connect(self._uri, uri=True, isolation_level=None,
+                                   check_same_thread=False)  # fmt: skip
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            local.conn, local.pid = conn, os.getpid()
-            with self._lock:
-                self._open.append(conn)
-        return local.conn  # type: ignore[no-any-return]
+        try:
+            return conn.execute(sql, args).fetchall()
+        finally:
+            if self._closed:
+                conn.close()
+            else:
+                self._idle.put(conn)
 
     def close(self) -> None:
-        with self._lock:
-            for conn in self._open:
-                conn.close()
-            self._open.clear()
-        self._local = threading.local()
+        self._closed = True
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
 
 
 class Database:
@@ -118,7 +129,7 @@ class Database:
         self._create_schema()
         path = parsed.database if self.dialect == "sqlite" else None
         file_db = path is not None and path not in ("", ":memory:")
-        self._raw = _RawReader(str(Path(path).expanduser())) if path and file_db else None
+        self._raw = _RawReader(Path(path).expanduser()) if path and file_db else None
         self._compiled: dict[int, tuple[Select[Any], str, tuple[str, ...], dict[str, Any]]] = {}
 
     def _create_schema(self) -> None:
@@ -145,7 +156,7 @@ class Database:
             if "POSTCOMPILE" not in sql:  # expanding IN lists need SQLAlchemy
                 args = [params[n] if n in params else defaults[n] for n in names]
                 try:
-                    return self._raw.connection().execute(sql, args).fetchall()
+                    return self._raw.fetch(sql, args)
                 except sqlite3.Error as err:
                     raise AdapterStorageError(f"database {self.engine.url!r}: {err}") from err
         with self.read() as conn:

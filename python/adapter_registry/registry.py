@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import URL, insert, update
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import inspect as sa_inspect
 
 from . import _core, queries, validation
 from .database import TABLE, Database
@@ -68,19 +69,21 @@ def _now() -> str:
 
 
 _ALL_FIELDS = frozenset(queries.COLUMNS)
+# An instance as the ORM makes one for a loaded row: SQLModel's and SQLAlchemy's state, no values.
+_new_instance = sa_inspect(AdapterRecord).class_manager.new_instance
 
 
 def _record(values: Sequence[Any]) -> AdapterRecord:
     """A record from a row in table order, on the hot read path.
 
     The database already typed every value, so nothing is validated again: the instance is made
-    as SQLModel's ``__new__`` makes it and its fields are set in one step (model_construct would
-    route each through SQLAlchemy's attribute events, at twice the cost of the query itself).
+    as the ORM makes one for a loaded row and its fields are set in one step (model_construct
+    would route each through SQLAlchemy's attribute events, at twice the cost of the query).
     """
     fields = dict(zip(queries.COLUMNS, values, strict=True))
     if fields["is_archived"] is not None:
         fields["is_archived"] = bool(fields["is_archived"])
-    record: AdapterRecord = AdapterRecord.__new__(AdapterRecord)
+    record: AdapterRecord = _new_instance()
     record.__dict__.update(fields)
     object.__setattr__(record, "__pydantic_fields_set__", set(_ALL_FIELDS))
     return record

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +40,8 @@ _DTYPES = {
     "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16",
     "I32": "int32", "U32": "uint32", "I64": "int64", "U64": "uint64", "F16": "float16",
     "BF16": "bfloat16", "F32": "float32", "F64": "float64", "C64": "complex64",
-    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "F8_E8M0": "float8_e8m0fnu",
+    "F8_E4M3FNUZ": "float8_e4m3fnuz", "F8_E5M2FNUZ": "float8_e5m2fnuz",
 }  # fmt: skip
 
 
@@ -55,22 +53,6 @@ def _require(module: str) -> Any:
             f"{module} is not installed: loading adapters needs the torch extra "
             "(pip install 'adapter-registry[torch]')"
         ) from err
-
-
-@contextmanager
-def _offline() -> Iterator[None]:
-    """Our PEFT calls never reach for a hub: offline mode while they run."""
-    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update(dict.fromkeys(names, "1"))
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _verified_tensors(record: AdapterRecord, device: Any) -> dict[str, torch_.Tensor]:
@@ -160,21 +142,31 @@ def load_peft(
         )
         config = peft.PeftConfig.from_peft_type(**json.loads(config_bytes))
         config.inference_mode = not is_trainable
-        with _offline():
-            if isinstance(base_model, peft.PeftModel):
-                name = adapter_name or adapter_id
-                base_model.add_adapter(name, config)
-                model = base_model
-            else:
-                name = adapter_name or "default"
-                model = peft.PeftModel(base_model, config, adapter_name=name)
+        # Configs are built from the verified bytes and no hub id is ever passed: nothing here
+        # reaches for a hub.
+        if isinstance(base_model, peft.PeftModel):
+            name = adapter_name or adapter_id
+            base_model.add_adapter(name, config)
+            model = base_model
+        else:
+            name = adapter_name or "default"
+            kind = peft.MODEL_TYPE_TO_PEFT_MODEL_MAPPING.get(config.task_type, peft.PeftModel)
+            model = kind(base_model, config, adapter_name=name)
+        try:
             result = peft.set_peft_model_state_dict(model, tensors, adapter_name=name)
-        missing = [k for k in result.missing_keys if "lora_" in k and f".{name}." in k]
-        if missing or result.unexpected_keys:
-            raise InvalidAdapterError(
-                f"its tensors do not fit the model: missing {missing[:3]}, "
-                f"unexpected {list(result.unexpected_keys)[:3]}"
-            )
+            missing = [k for k in result.missing_keys if "lora_" in k and f".{name}." in k]
+            if missing or result.unexpected_keys:
+                raise InvalidAdapterError(
+                    f"its tensors do not fit the model: missing {missing[:3]}, "
+                    f"unexpected {list(result.unexpected_keys)[:3]}"
+                )
+        except Exception:
+            # Leave the caller's model as it was: never a half-loaded adapter in it.
+            if model is base_model:
+                model.delete_adapter(name)
+            else:
+                model.unload()
+            raise
         if not is_trainable:
             model.eval()
         return model
@@ -187,7 +179,7 @@ def store_peft_model(
     _require("peft")
     if adapter_name not in getattr(peft_model, "peft_config", {}):
         raise InvalidAdapterError(f"the model has no adapter named {adapter_name!r}")
-    with tempfile.TemporaryDirectory(prefix="adapter-registry-export-") as tmp, _offline():
+    with tempfile.TemporaryDirectory(prefix="adapter-registry-export-") as tmp:
         peft_model.save_pretrained(
             tmp, selected_adapters=[adapter_name], safe_serialization=True,
             save_embedding_layers=False,
