@@ -1,0 +1,85 @@
+"""Ingest of a 200 MiB adapter: store() (copy, hash, validate, publish, fsync, insert) beside a
+hand-written Python one-pass ingest (read 1 MiB, hash, write, fsync file and folder) and
+`cp && sync && sha256sum`, in one run. The machine's disk bounds all three.
+
+    .venv/bin/python -m pytest benches/bench_store.py --benchmark-only
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from adapter_registry import AdapterRegistry
+
+MIB = 1 << 20
+CONFIG = {"peft_type": "LORA", "r": 8, "target_modules": ["q_proj"], "base_model_name_or_path": "m"}
+_n = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, AdapterRegistry]]:
+    home = tmp_path_factory.mktemp("store")
+    width = 200 * MIB // (2 * 8 * 4)
+    rng = np.random.default_rng(0)
+    path = home / "src.safetensors"
+    save_file({
+        "m.q_proj.lora_A.weight": rng.standard_normal((8, width), np.float32),
+        "m.q_proj.lora_B.weight": rng.standard_normal((width, 8), np.float32),
+    }, path)  # fmt: skip
+    path.read_bytes()
+    registry = AdapterRegistry(root=home / "adapters", db_url=f"sqlite:///{home / 'r.db'}")
+    yield path, registry
+    registry.close()
+
+
+def registry_store(path: Path, registry: AdapterRegistry) -> str:
+    record = registry.store(
+        path, config=CONFIG, task_type="bug-fix", source="manual", session_id="bench"
+    )
+    return record.file_hash
+
+
+def python_one_pass(path: Path, registry: AdapterRegistry) -> str:
+    target = registry.root.parent / f"py-{next(_n)}"
+    target.mkdir()
+    h = hashlib.sha256()
+    with open(path, "rb") as src, open(target / "adapter.safetensors", "wb") as out:
+        while chunk := src.read(MIB):
+            h.update(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    fd = os.open(target, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    return h.hexdigest()
+
+
+def cp_sync_sha256sum(path: Path, registry: AdapterRegistry) -> str:
+    target = registry.root.parent / f"cp-{next(_n)}"
+    done = subprocess.run(
+        f"cp {path} {target} && sync && sha256sum {target}",
+        shell=True, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return done.stdout.split()[0]
+
+
+@pytest.mark.parametrize(
+    "contender", [registry_store, python_one_pass, cp_sync_sha256sum], ids=lambda f: f.__name__
+)
+def test_ingest_200mib(
+    benchmark: Any, source: tuple[Path, AdapterRegistry], contender: Any
+) -> None:
+    benchmark.group = "ingest a 200 MiB adapter"
+    expected = hashlib.sha256(source[0].read_bytes()).hexdigest()
+    assert benchmark.pedantic(contender, args=source, rounds=5, warmup_rounds=1) == expected

@@ -1,0 +1,76 @@
+"""Batch verification: verify_all over 1,000 adapters of 1 MiB plus two of 200 MiB, on both
+cores, beside hashlib.file_digest on a ThreadPoolExecutor(2) and in a one-thread loop.
+
+    .venv/bin/python -m pytest benches/bench_verify.py --benchmark-only
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from safetensors.numpy import save
+
+from adapter_registry import AdapterRegistry
+
+MIB = 1 << 20
+CONFIG = {"peft_type": "LORA", "r": 8, "target_modules": ["q_proj"], "base_model_name_or_path": "m"}
+
+
+def lora(size: int, seed: int) -> bytes:
+    width = size // (2 * 8 * 4)
+    rng = np.random.default_rng(seed)
+    return save({
+        "m.q_proj.lora_A.weight": rng.standard_normal((8, width), np.float32),
+        "m.q_proj.lora_B.weight": rng.standard_normal((width, 8), np.float32),
+    })  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AdapterRegistry, list[str]]]:
+    home = tmp_path_factory.mktemp("verify")
+    registry = AdapterRegistry(root=home / "adapters", db_url=f"sqlite:///{home / 'r.db'}")
+    meta = {"config": CONFIG, "task_type": "bug-fix", "source": "manual", "session_id": "b"}
+    small = lora(MIB, 0)
+    for _ in range(1000):
+        registry.store(small, **meta)
+    for seed in (1, 2):
+        registry.store(lora(200 * MIB, seed), **meta)
+    paths = [r.file_path for r in registry.list_all()]
+    for path in paths:
+        Path(path).read_bytes()  # all in the page cache
+    yield registry, paths
+    registry.close()
+
+
+def digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def verify_all(registry: AdapterRegistry, paths: list[str]) -> int:
+    return sum(r.ok for r in registry.verify_all(threads=2))
+
+
+def hashlib_thread_pool_2(registry: AdapterRegistry, paths: list[str]) -> int:
+    with ThreadPoolExecutor(2) as pool:
+        return len(list(pool.map(digest, paths)))
+
+
+def hashlib_one_thread(registry: AdapterRegistry, paths: list[str]) -> int:
+    return len([digest(p) for p in paths])
+
+
+@pytest.mark.parametrize(
+    "contender", [verify_all, hashlib_thread_pool_2, hashlib_one_thread], ids=lambda f: f.__name__
+)
+def test_verify_fleet(
+    benchmark: Any, fleet: tuple[AdapterRegistry, list[str]], contender: Any
+) -> None:
+    benchmark.group = "verify 1,000 x 1 MiB + 2 x 200 MiB"
+    assert benchmark.pedantic(contender, args=fleet, rounds=5, warmup_rounds=1) == 1002
