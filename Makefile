@@ -1,7 +1,7 @@
 # The two commands of the README, each doing its own set-up on a fresh clone:
 #   make demo   runs the main job (an end-to-end demo in a temporary home)
 #   make test   runs every test and check (.ci/run runs exactly this)
-# `make bench` runs the benchmarks against their baselines (release build).
+# `make bench` runs the benchmarks against their baselines (release build) into README.md.
 
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
@@ -39,6 +39,8 @@ test: lint
 	cargo test
 	$(PY) -m pytest
 
+# Every comparison, contenders interleaved; prints the table, writes benches/results.json and
+# the README's table. (The same files also run under pytest-benchmark: pytest benches.)
 bench: EXTRAS = test,torch
 bench: build
-	$(PY) -m pytest benches --benchmark-only --benchmark-columns=min,median,max,rounds
+	$(PY) benches/run.py --readme README.md

@@ -1,17 +1,28 @@
-"""SHA-256 of a cached 200 MiB file: the core against hashlib.file_digest, in one run.
-
-make bench        (or: .venv/bin/python -m pytest benches/bench_hash.py --benchmark-only)
-"""
+"""SHA-256 of a cached 200 MiB file: the core against hashlib.file_digest."""
 
 from __future__ import annotations
 
 import hashlib
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from adapter_registry import _core
+
+from conftest import bench_args, run_pedantic
+
+GROUP = "sha256 of a cached 200 MiB file"
+ROUNDS = 5
+MIB = 1 << 20
+
+
+def core_hash_file(path: Path) -> str:
+    return _core.hash_file(path)[0]
 
 
 def hashlib_file_digest(path: Path) -> str:
@@ -19,15 +30,23 @@ def hashlib_file_digest(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def core_hash_file(path: Path) -> str:
-    return _core.hash_file(path)[0]
+CONTENDERS = [core_hash_file, hashlib_file_digest]
 
 
-@pytest.mark.parametrize(
-    "contender", [core_hash_file, hashlib_file_digest], ids=lambda f: f.__name__
-)
-def test_sha256_200mib(benchmark: Any, cached_200mib: Path, contender: Any) -> None:
-    benchmark.group = "sha256 of a cached 200 MiB file"
-    benchmark.extra_info["bytes"] = cached_200mib.stat().st_size
-    digest = benchmark.pedantic(contender, args=(cached_200mib,), rounds=5, warmup_rounds=1)
-    assert digest == hashlib_file_digest(cached_200mib)
+@contextmanager
+def setup(workdir: Path) -> Iterator[tuple[Path]]:
+    path = workdir / "weights.bin"
+    path.write_bytes(np.random.default_rng(0).bytes(200 * MIB))
+    path.read_bytes()  # in the page cache
+    yield (path,)
+
+
+@pytest.fixture(scope="module")
+def args(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from bench_args(sys.modules[__name__], tmp_path_factory)
+
+
+@pytest.mark.parametrize("contender", CONTENDERS, ids=lambda f: f.__name__)
+def test_sha256_200mib(benchmark: Any, args: tuple[Path], contender: Any) -> None:
+    digest = run_pedantic(benchmark, sys.modules[__name__], contender, args)
+    assert digest == hashlib_file_digest(*args)

@@ -1,16 +1,17 @@
-"""query_best_for_task over 100,000 records of 50 task types, through the public API, beside
-the same query on raw sqlite3 (the floor) and through a SQLModel session (the usual way).
-
-    .venv/bin/python -m pytest benches/bench_query.py --benchmark-only
-"""
+"""query_best_for_task over 100,000 records of 50 task types through the public API, beside the
+same query through a SQLModel session (the usual way) and on raw sqlite3 (the floor). Target:
+p50 at most 50 us."""
 
 from __future__ import annotations
 
 import itertools
 import random
 import sqlite3
+import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,11 @@ from sqlmodel import Session, col, select
 
 from adapter_registry import AdapterRecord, AdapterRegistry
 
+from conftest import bench_args, run_pedantic
+
+GROUP = "query_best_for_task, 100k records (per call)"
+ROUNDS = 15
+CALLS = 200
 RECORDS, TASKS = 100_000, 50
 BEST_SQL = (
     "SELECT * FROM adapter_records WHERE task_type = ? AND is_archived = 0 "
@@ -26,10 +32,10 @@ BEST_SQL = (
 )
 
 
-@pytest.fixture(scope="module")
-def populated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdapterRegistry]:
+@contextmanager
+def setup(workdir: Path) -> Iterator[tuple[AdapterRegistry, Iterator[str], sqlite3.Connection]]:
     """100,000 rows written straight into the table (the files are not what is measured)."""
-    home = tmp_path_factory.mktemp("query")
+    home = workdir
     registry = AdapterRegistry(root=home / "adapters", db_url=f"sqlite:///{home / 'r.db'}")
     rng = random.Random(0)
     rows = [
@@ -38,15 +44,18 @@ def populated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdapterRegis
             "task_type": f"task-{i % TASKS}", "base_model_id": "Qwen/Qwen2.5-Coder-7B", "rank": 64,
             "created_at": f"2026-01-01T00:00:{i:09d}+00:00", "file_path": f"/x/{i}",
             "file_hash": "0" * 64, "file_size_bytes": 1, "source": "evolution",
-            "session_id": "s", "is_archived": i % 10 == 0, "parent_ids": "[]", "generation": 0,
+            "session_id": "s", "is_archived": (i // TASKS) % 10 == 0, "parent_ids": "[]",
+            "generation": 0,
             "config_hash": "0" * 64, "pass_rate": rng.random(),
-            "fitness_score": rng.random() if i % 4 else None,
+            "fitness_score": rng.random() if (i // TASKS) % 4 else None,
         }
         for i in range(RECORDS)
     ]  # fmt: skip
     with registry._db.write() as conn:
         conn.execute(insert(AdapterRecord.__table__), rows)  # type: ignore[attr-defined]
-    yield registry
+    raw = sqlite3.connect(home / "r.db", isolation_level=None, check_same_thread=False)
+    yield registry, tasks(), raw
+    raw.close()
     registry.close()
 
 
@@ -54,34 +63,36 @@ def tasks() -> Iterator[str]:
     return itertools.cycle(f"task-{i}" for i in range(TASKS))
 
 
-def test_query_best_public_api(benchmark: Any, populated: AdapterRegistry) -> None:
-    benchmark.group = "query_best_for_task, 100k records"
-    names = tasks()
-    best = benchmark(lambda: populated.query_best_for_task(next(names)))
-    assert best is not None and best.fitness_score is not None
+def public_api(registry: AdapterRegistry, names: Iterator[str], raw: Any) -> Any:
+    best = registry.query_best_for_task(next(names))
+    assert best is not None
+    return best
 
 
-def test_query_best_raw_sqlite3(benchmark: Any, populated: AdapterRegistry) -> None:
-    benchmark.group = "query_best_for_task, 100k records"
-    conn = sqlite3.connect(populated.db_url.removeprefix("sqlite:///"), isolation_level=None)
-    names = tasks()
-    assert benchmark(lambda: conn.execute(BEST_SQL, (next(names),)).fetchone()) is not None
-    conn.close()
+def sqlmodel_session(registry: AdapterRegistry, names: Iterator[str], raw: Any) -> Any:
+    with Session(registry._db.engine) as session:
+        stmt = (
+            select(AdapterRecord)
+            .where(AdapterRecord.task_type == next(names), AdapterRecord.is_archived == False)  # noqa: E712
+            .where(col(AdapterRecord.fitness_score).is_not(None))
+            .order_by(col(AdapterRecord.fitness_score).desc(), AdapterRecord.created_at)
+            .limit(1)
+        )
+        return session.exec(stmt).first()
 
 
-def test_query_best_sqlmodel_session(benchmark: Any, populated: AdapterRegistry) -> None:
-    benchmark.group = "query_best_for_task, 100k records"
-    names = tasks()
+def raw_sqlite3(registry: AdapterRegistry, names: Iterator[str], raw: Any) -> Any:
+    return raw.execute(BEST_SQL, (next(names),)).fetchone()
 
-    def query() -> AdapterRecord | None:
-        with Session(populated._db.engine) as session:
-            stmt = (
-                select(AdapterRecord)
-                .where(AdapterRecord.task_type == next(names), AdapterRecord.is_archived == False)  # noqa: E712
-                .where(col(AdapterRecord.fitness_score).is_not(None))
-                .order_by(col(AdapterRecord.fitness_score).desc(), AdapterRecord.created_at)
-                .limit(1)
-            )
-            return session.exec(stmt).first()
 
-    assert benchmark(query) is not None
+CONTENDERS = [public_api, sqlmodel_session, raw_sqlite3]
+
+
+@pytest.fixture(scope="module")
+def args(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from bench_args(sys.modules[__name__], tmp_path_factory)
+
+
+@pytest.mark.parametrize("contender", CONTENDERS, ids=lambda f: f.__name__)
+def test_query_best_for_task(benchmark: Any, args: Any, contender: Any) -> None:
+    assert run_pedantic(benchmark, sys.modules[__name__], contender, args) is not None

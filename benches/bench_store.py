@@ -1,9 +1,6 @@
 """Ingest of a 200 MiB adapter: store() (copy, hash, validate, publish, fsync, insert) beside a
 hand-written Python one-pass ingest (read 1 MiB, hash, write, fsync file and folder) and
-`cp && sync && sha256sum`, in one run. The machine's disk bounds all three.
-
-    .venv/bin/python -m pytest benches/bench_store.py --benchmark-only
-"""
+`cp && sync && sha256sum`. The machine's disk bounds all three. Targets: 1.5x and 4x."""
 
 from __future__ import annotations
 
@@ -11,7 +8,9 @@ import hashlib
 import itertools
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +20,17 @@ from safetensors.numpy import save_file
 
 from adapter_registry import AdapterRegistry
 
+from conftest import bench_args, run_pedantic
+
+GROUP = "ingest a 200 MiB adapter"
+ROUNDS = 5
 MIB = 1 << 20
 CONFIG = {"peft_type": "LORA", "r": 8, "target_modules": ["q_proj"], "base_model_name_or_path": "m"}
 _n = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, AdapterRegistry]]:
-    home = tmp_path_factory.mktemp("store")
+@contextmanager
+def setup(home: Path) -> Iterator[tuple[Path, AdapterRegistry]]:
     width = 200 * MIB // (2 * 8 * 4)
     rng = np.random.default_rng(0)
     path = home / "src.safetensors"
@@ -74,12 +76,15 @@ def cp_sync_sha256sum(path: Path, registry: AdapterRegistry) -> str:
     return done.stdout.split()[0]
 
 
-@pytest.mark.parametrize(
-    "contender", [registry_store, python_one_pass, cp_sync_sha256sum], ids=lambda f: f.__name__
-)
-def test_ingest_200mib(
-    benchmark: Any, source: tuple[Path, AdapterRegistry], contender: Any
-) -> None:
-    benchmark.group = "ingest a 200 MiB adapter"
-    expected = hashlib.sha256(source[0].read_bytes()).hexdigest()
-    assert benchmark.pedantic(contender, args=source, rounds=5, warmup_rounds=1) == expected
+CONTENDERS = [registry_store, python_one_pass, cp_sync_sha256sum]
+
+
+@pytest.fixture(scope="module")
+def args(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    yield from bench_args(sys.modules[__name__], tmp_path_factory)
+
+
+@pytest.mark.parametrize("contender", CONTENDERS, ids=lambda f: f.__name__)
+def test_ingest_200mib(benchmark: Any, args: Any, contender: Any) -> None:
+    expected = hashlib.sha256(args[0].read_bytes()).hexdigest()
+    assert run_pedantic(benchmark, sys.modules[__name__], contender, args) == expected

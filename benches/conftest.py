@@ -1,19 +1,25 @@
+"""Each bench_*.py module describes one comparison for both pytest-benchmark and run.py:
+GROUP, CONTENDERS (ours first, then the baselines), ROUNDS, CALLS (per round, for
+sub-millisecond operations) and a setup(workdir) context manager yielding the contenders'
+arguments."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
+from types import ModuleType
+from typing import Any
 
-import numpy as np
 import pytest
 
-MIB = 1 << 20
+
+def bench_args(module: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    with module.setup(tmp_path_factory.mktemp(module.__name__)) as args:
+        yield args
 
 
-@pytest.fixture(scope="session")
-def cached_200mib(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A 200 MiB file of random bytes, read once so that it sits in the page cache."""
-    path = tmp_path_factory.mktemp("bench") / "weights.bin"
-    path.write_bytes(np.random.default_rng(0).bytes(200 * MIB))
-    path.read_bytes()
-    yield path
-    path.unlink()
+def run_pedantic(benchmark: Any, module: ModuleType, contender: Any, args: Any) -> Any:
+    benchmark.group = module.GROUP
+    iterations = getattr(module, "CALLS", 1)
+    return benchmark.pedantic(
+        contender, args=args, rounds=module.ROUNDS, iterations=iterations, warmup_rounds=1
+    )
