@@ -14,7 +14,7 @@ import pytest
 
 from adapter_registry import _core
 
-from conftest import bench_args, run_pedantic
+from conftest import run_pedantic
 
 GROUP = "sha256 of a cached 200 MiB file"
 ROUNDS = 5
@@ -39,11 +39,6 @@ def setup(workdir: Path) -> Iterator[tuple[Path]]:
     path.write_bytes(np.random.default_rng(0).bytes(200 * MIB))
     path.read_bytes()  # in the page cache
     yield (path,)
-
-
-@pytest.fixture(scope="module")
-def args(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from bench_args(sys.modules[__name__], tmp_path_factory)
 
 
 @pytest.mark.parametrize("contender", CONTENDERS, ids=lambda f: f.__name__)

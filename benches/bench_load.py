@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from adapter_registry import AdapterRegistry
 
-from conftest import bench_args, run_pedantic
+from conftest import run_pedantic
 
 GROUP = "load a cached 161 MB adapter"
 ROUNDS = 7
@@ -68,11 +68,6 @@ def setup(workdir: Path) -> Iterator[tuple[AdapterRegistry, str, str]]:
     Path(record.file_path).read_bytes()  # in the page cache
     yield registry, record.id, record.file_path
     registry.close()
-
-
-@pytest.fixture(scope="module")
-def args(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from bench_args(sys.modules[__name__], tmp_path_factory)
 
 
 @pytest.mark.parametrize("contender", CONTENDERS, ids=lambda f: f.__name__)

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 
 from adapter_registry import AdapterRecord, AdapterRegistry
 
-from conftest import bench_args, run_pedantic
+from conftest import run_pedantic
 
 GROUP = "query_best_for_task, 100k records (per call)"
 ROUNDS = 15
@@ -86,11 +86,6 @@ def raw_sqlite3(registry: AdapterRegistry, names: Iterator[str], raw: Any) -> An
 
 
 CONTENDERS = [public_api, sqlmodel_session, raw_sqlite3]
-
-
-@pytest.fixture(scope="module")
-def args(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from bench_args(sys.modules[__name__], tmp_path_factory)
 
 
 @pytest.mark.parametrize("contender", CONTENDERS, ids=lambda f: f.__name__)

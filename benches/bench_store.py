@@ -20,7 +20,7 @@ from safetensors.numpy import save_file
 
 from adapter_registry import AdapterRegistry
 
-from conftest import bench_args, run_pedantic
+from conftest import run_pedantic
 
 GROUP = "ingest a 200 MiB adapter"
 ROUNDS = 5
@@ -77,11 +77,6 @@ def cp_sync_sha256sum(path: Path, registry: AdapterRegistry) -> str:
 
 
 CONTENDERS = [registry_store, python_one_pass, cp_sync_sha256sum]
-
-
-@pytest.fixture(scope="module")
-def args(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from bench_args(sys.modules[__name__], tmp_path_factory)
 
 
 @pytest.mark.parametrize("contender", CONTENDERS, ids=lambda f: f.__name__)

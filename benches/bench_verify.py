@@ -18,7 +18,7 @@ from safetensors.numpy import save
 
 from adapter_registry import AdapterRegistry
 
-from conftest import bench_args, run_pedantic
+from conftest import run_pedantic
 
 GROUP = "verify 1,000 x 1 MiB + 2 x 200 MiB"
 ROUNDS = 5
@@ -70,11 +70,6 @@ def hashlib_one_thread(registry: AdapterRegistry, paths: list[str]) -> int:
 
 
 CONTENDERS = [verify_all, hashlib_thread_pool_2, hashlib_one_thread]
-
-
-@pytest.fixture(scope="module")
-def args(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from bench_args(sys.modules[__name__], tmp_path_factory)
 
 
 @pytest.mark.parametrize("contender", CONTENDERS, ids=lambda f: f.__name__)

@@ -12,9 +12,12 @@ from typing import Any
 import pytest
 
 
-def bench_args(module: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with module.setup(tmp_path_factory.mktemp(module.__name__)) as args:
-        yield args
+@pytest.fixture(scope="module")
+def args(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """What the requesting module's setup() yields, for its contenders."""
+    module = request.module
+    with module.setup(tmp_path_factory.mktemp(module.__name__)) as yielded:
+        yield yielded
 
 
 def run_pedantic(benchmark: Any, module: ModuleType, contender: Any, args: Any) -> Any:
