@@ -48,7 +48,8 @@ SCRIPT = textwrap.dedent(
     assert reg.recover().clean
     reg.retrieve_by_id(a.id); reg.query_by_task_type("bug-fix"); reg.list_all()
     reg.find_by_training_task_hash("x")
-    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "peft", "numpy"))
+    heavy = ("torch", "peft", "numpy", "sqlalchemy.dialects.postgresql")
+    loaded = sorted(m for m in sys.modules if m.startswith(heavy))
     print("loaded:", loaded)
     """
 )

@@ -71,7 +71,9 @@ class AdapterRecord(SQLModel, table=True):
 
 _table = AdapterRecord.__table__  # type: ignore[attr-defined]
 
-# The hot query, query_best_for_task: one index range scan, already in ranking order.
+# The hot query, query_best_for_task: one index range scan, already in ranking order. (Only
+# SQLite gets the partial WHERE here: naming postgresql_where would import the PostgreSQL
+# dialect on every import of the package; the PostgreSQL backend creates its own.)
 Index(
     "ix_adapter_records_best",
     _table.c.task_type,
@@ -79,9 +81,8 @@ Index(
     _table.c.created_at,
     _table.c.id,
     sqlite_where=text("is_archived = 0 AND fitness_score IS NOT NULL"),
-    postgresql_where=text("is_archived = 0 AND fitness_score IS NOT NULL"),
 )
 
-# Rows become records through model_construct (no re-validation of what the database typed),
-# which, unlike __init__, does not finish configuring the mapper: do it once, here.
+# Rows become records without __init__ (no re-validation of what the database typed), and only
+# __init__ would finish configuring the mapper on first use: do it once, here.
 configure_mappers()
