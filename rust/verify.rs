@@ -2,14 +2,14 @@
 //! give each a verdict. Workers report through a channel; the calling thread alone sees the
 //! events (so it alone may call back into Python), and may cancel the batch.
 
-use std::io::{self, Read};
+use std::io;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use crate::files::open_regular;
-use crate::hash::{StreamHasher, CHUNK};
+use crate::hash::hash_reader;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -66,20 +66,10 @@ pub fn verify_one(path: &Path, expected: &str, mut on_bytes: impl FnMut(u64)) ->
         Err(e) if e.kind() == io::ErrorKind::NotFound => return fail(Verdict::Missing, e),
         Err(e) => return fail(Verdict::Unreadable, e),
     };
-    let mut buf = vec![0u8; CHUNK];
-    let mut hasher = StreamHasher::default();
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                hasher.update(&buf[..n]);
-                on_bytes(n as u64);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return fail(Verdict::Unreadable, e),
-        }
-    }
-    let digest = hasher.finish();
+    let digest = match hash_reader(&mut file, |n| on_bytes(n as u64)) {
+        Ok(digest) => digest,
+        Err(e) => return fail(Verdict::Unreadable, e),
+    };
     let verdict = if digest.sha256.eq_ignore_ascii_case(expected) {
         Verdict::Ok
     } else {
@@ -160,7 +150,7 @@ pub fn verify_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hash::hash_file;
+    use crate::hash::{hash_file, CHUNK};
     use std::fs;
 
     #[test]
