@@ -6,6 +6,7 @@
 //! classes of `adapter_registry.errors`.
 
 pub mod error;
+pub mod fault;
 pub mod files;
 pub mod hash;
 pub mod header;

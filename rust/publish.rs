@@ -15,6 +15,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use crate::error::{CoreError, CoreResult};
+use crate::fault::{self, crash_point};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublishMode {
@@ -70,6 +71,7 @@ fn claim_and_rename(from: &Path, to: &Path) -> CoreResult<()> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(exists()),
         Err(e) => return Err(CoreError::storage(to, "claiming", e)),
     }
+    crash_point(fault::CLAIMED);
     match fs::rename(from, to) {
         Ok(()) => Ok(()),
         // Our empty claim was removed and someone else's adapter took the name.

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{CoreError, CoreResult};
+use crate::fault::{self, crash_point};
 use crate::files::{check_plain_name, create_new, fsync_dir, seal, write_sealed};
 use crate::hash::{FileDigest, StreamHasher, CHUNK};
 use crate::header::{read_header_from, Header, HeaderReadError};
@@ -125,6 +126,7 @@ impl Staging {
             }
             hasher.update(&buf[..n]);
             write(&mut out, &buf[..n])?;
+            crash_point(fault::COPYING);
             if hasher.len() - flushed >= WRITEBACK_EVERY {
                 start_writeback(&out, flushed, hasher.len() - flushed);
                 flushed = hasher.len();
@@ -140,6 +142,7 @@ impl Staging {
             ));
         }
         seal(&out, &path)?;
+        crash_point(fault::WEIGHTS_SYNCED);
         Ok((hasher.finish(), header))
     }
 
@@ -163,8 +166,10 @@ impl Staging {
             .sync_all()
             .map_err(|e| CoreError::storage(&self.dir, "fsync of directory", e))?;
         let target = self.root.join(name);
+        crash_point(fault::BEFORE_RENAME);
         rename_exclusive(&self.dir, &target, mode)?;
         self.done = true;
+        crash_point(fault::RENAMED);
         fsync_dir(&self.root)?;
         Ok(target)
     }

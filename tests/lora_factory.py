@@ -59,3 +59,10 @@ def peft_dir(path: Path, r: int = 4, seed: int = 0, config: dict[str, Any] | Non
     (path / "adapter_model.safetensors").write_bytes(lora_bytes(r=r, seed=seed))
     (path / "adapter_config.json").write_text(json.dumps(config or lora_config(r=r), indent=2))
     return path
+
+
+def lora_of_size(nbytes: int, seed: int = 0) -> tuple[bytes, dict[str, Any]]:
+    """A LoRA file of about ``nbytes`` (at least 2 layers at rank 1) and its config."""
+    units = max(2, nbytes // (4 * sum(MODULES.values()) + 4 * HIDDEN * len(MODULES)))
+    layers, r = (2, units // 2) if units <= 128 else (units // 64, 64)
+    return lora_bytes(r=r, seed=seed, layers=layers), lora_config(r=r)

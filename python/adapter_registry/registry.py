@@ -47,9 +47,15 @@ __all__ = ["AdapterRegistry", "default_home"]
 #: path that filesystems without RENAME_NOREPLACE take).
 FORCE_CLAIM_ENV = "ADAPTER_REGISTRY_FORCE_CLAIM"
 
-#: Fault injection for crash tests: a step name ("staged", "published") at which store()
-#: kills its own process with SIGKILL, exactly as a crash there would leave things.
+#: Fault injection for crash tests: the step at which store() kills its own process with
+#: SIGKILL, exactly as a crash there would leave things. In store order: "copying",
+#: "weights-synced" (in the core), "staged", "claimed", "before-rename", "renamed" (in the
+#: core), "published", "inserted" (the row is written, its transaction not yet committed).
 CRASH_AT_ENV = "ADAPTER_REGISTRY_CRASH_AT"
+CRASH_STEPS = (
+    "copying", "weights-synced", "staged", "claimed", "before-rename", "renamed", "published",
+    "inserted",
+)  # fmt: skip
 
 ProgressCallback = Callable[[int, int, int], object]
 
@@ -253,6 +259,7 @@ class AdapterRegistry:
         try:
             with self._db.write() as conn:
                 conn.execute(insert(TABLE).values(record.to_dict()))
+                _crash_point("inserted")
         except sa_exc.IntegrityError:
             existing = self._fetch(record.id)
             if existing is not None and (existing.file_hash, existing.created_at) == (
