@@ -10,6 +10,8 @@ pub mod fault;
 pub mod files;
 pub mod hash;
 pub mod header;
+#[cfg(test)]
+mod header_fuzz;
 pub mod load;
 pub mod publish;
 pub mod staging;
