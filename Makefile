@@ -43,4 +43,5 @@ test: lint
 # the README's table. (The same files also run under pytest-benchmark: pytest benches.)
 bench: EXTRAS = test,torch
 bench: build
+	$(PY) -m pip install -q --group bench
 	$(PY) benches/run.py --readme README.md

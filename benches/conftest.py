@@ -5,11 +5,21 @@ arguments."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
+
+MIB = 1 << 20
+LORA_CONFIG = {
+    "peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj"],
+    "base_model_name_or_path": "m", "task_type": "CAUSAL_LM",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -26,3 +36,17 @@ def run_pedantic(benchmark: Any, module: ModuleType, contender: Any, args: Any) 
     return benchmark.pedantic(
         contender, args=args, rounds=module.ROUNDS, iterations=iterations, warmup_rounds=1
     )
+
+
+def lora_dir(path: Path, seed: int, mib: int = 1) -> Path:
+    """A PEFT adapter directory: adapter.safetensors (one rank-8 LoRA pair, `mib` MiB of
+    float32) beside adapter_config.json; distinct bytes for each seed."""
+    width = mib * MIB // (2 * 8 * 4)
+    rng = np.random.default_rng(seed)
+    path.mkdir(parents=True)
+    save_file({
+        "m.q_proj.lora_A.weight": rng.standard_normal((8, width), np.float32),
+        "m.q_proj.lora_B.weight": rng.standard_normal((width, 8), np.float32),
+    }, path / "adapter.safetensors")  # fmt: skip
+    (path / "adapter_config.json").write_text(json.dumps(LORA_CONFIG, indent=2) + "\n")
+    return path

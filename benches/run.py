@@ -27,7 +27,17 @@ from types import ModuleType
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-MODULES = ["bench_hash", "bench_load", "bench_query", "bench_verify", "bench_store"]
+MODULES = [
+    "bench_hash",
+    "bench_load",
+    "bench_query",
+    "bench_query_mlflow",
+    "bench_verify",
+    "bench_store",
+    "bench_small_store",
+    "bench_swarm",
+    "bench_import",
+]
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
