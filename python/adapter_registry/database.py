@@ -8,6 +8,7 @@ write-once even for raw SQL.
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import sqlite3
@@ -111,6 +112,17 @@ class _RawReader:
                 return
 
 
+#: SQLite's result codes that have an errno of the same meaning.
+_SQLITE_ERRNO = {13: errno.ENOSPC, 8: errno.EROFS, 10: errno.EIO}  # FULL, READONLY, IOERR
+
+
+def _storage_error(url: URL, cause: BaseException) -> AdapterStorageError:
+    code = getattr(cause, "sqlite_errorcode", None)
+    number = _SQLITE_ERRNO.get(code & 0xFF) if isinstance(code, int) else None
+    message = f"database {url!r}: {cause}"
+    return AdapterStorageError(number, message) if number else AdapterStorageError(message)
+
+
 class Database:
     """An engine for reads and a view of it whose transactions take the write lock up front."""
 
@@ -158,7 +170,7 @@ class Database:
                 try:
                     return self._raw.fetch(sql, args)
                 except sqlite3.Error as err:
-                    raise AdapterStorageError(f"database {self.engine.url!r}: {err}") from err
+                    raise _storage_error(self.engine.url, err) from err
         with self.read() as conn:
             return [tuple(row) for row in conn.execute(stmt, params)]
 
@@ -176,7 +188,7 @@ class Database:
         except sa_exc.IntegrityError:
             raise
         except sa_exc.DBAPIError as err:
-            raise AdapterStorageError(f"database {self.engine.url!r}: {err.orig}") from err
+            raise _storage_error(self.engine.url, err.orig) from err
 
     def dispose(self) -> None:
         if self._raw is not None:

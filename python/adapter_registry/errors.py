@@ -45,8 +45,14 @@ class IntegrityError(AdapterRegistryError):
 class AdapterStorageError(AdapterRegistryError, OSError):
     """The filesystem or database failed the registry (disk full, permissions, server gone).
 
-    ``errno`` is set where the operating system gave one.
+    ``errno`` is set where the operating system gave one; the message reads the same either
+    way, "adapter <id>: ..." first (no "[Errno N]" in front).
     """
+
+    def __str__(self) -> str:
+        if self.errno is not None and self.strerror is not None:
+            return str(self.strerror)
+        return super().__str__()
 
 
 class MissingDependencyError(AdapterRegistryError, ImportError):
