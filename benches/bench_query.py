@@ -5,10 +5,8 @@ p50 at most 50 us."""
 from __future__ import annotations
 
 import itertools
-import random
 import sqlite3
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from adapter_registry import AdapterRecord, AdapterRegistry
 
-from conftest import run_pedantic
+from conftest import record_rows, run_pedantic
 
 GROUP = "query_best_for_task, 100k records (per call)"
 ROUNDS = 15
@@ -37,20 +35,7 @@ def setup(workdir: Path) -> Iterator[tuple[AdapterRegistry, Iterator[str], sqlit
     """100,000 rows written straight into the table (the files are not what is measured)."""
     home = workdir
     registry = AdapterRegistry(root=home / "adapters", db_url=f"sqlite:///{home / 'r.db'}")
-    rng = random.Random(0)
-    rows = [
-        {
-            "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)), "version": 1,
-            "task_type": f"task-{i % TASKS}", "base_model_id": "Qwen/Qwen2.5-Coder-7B", "rank": 64,
-            "created_at": f"2026-01-01T00:00:{i:09d}+00:00", "file_path": f"/x/{i}",
-            "file_hash": "0" * 64, "file_size_bytes": 1, "source": "evolution",
-            "session_id": "s", "is_archived": (i // TASKS) % 10 == 0, "parent_ids": "[]",
-            "generation": 0,
-            "config_hash": "0" * 64, "pass_rate": rng.random(),
-            "fitness_score": rng.random() if (i // TASKS) % 4 else None,
-        }
-        for i in range(RECORDS)
-    ]  # fmt: skip
+    rows = record_rows(RECORDS, TASKS)
     with registry._db.write() as conn:
         conn.execute(insert(AdapterRecord.__table__), rows)  # type: ignore[attr-defined]
     raw = sqlite3.connect(home / "r.db", isolation_level=None, check_same_thread=False)

@@ -6,6 +6,8 @@ arguments."""
 from __future__ import annotations
 
 import json
+import random
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -50,3 +52,23 @@ def lora_dir(path: Path, seed: int, mib: int = 1) -> Path:
     }, path / "adapter.safetensors")  # fmt: skip
     (path / "adapter_config.json").write_text(json.dumps(LORA_CONFIG, indent=2) + "\n")
     return path
+
+
+def record_rows(count: int, tasks: int) -> list[dict[str, Any]]:
+    """`count` rows of adapter_records over `tasks` task types, as they are written straight into
+    the table for the query benchmarks (no files): every tenth round of task types archived,
+    every fourth not evaluated (no fitness_score)."""
+    rng = random.Random(0)
+    return [
+        {
+            "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)), "version": 1,
+            "task_type": f"task-{i % tasks}", "base_model_id": "Qwen/Qwen2.5-Coder-7B", "rank": 64,
+            "created_at": f"2026-01-01T00:00:{i:09d}+00:00", "file_path": f"/x/{i}",
+            "file_hash": "0" * 64, "file_size_bytes": 1, "source": "evolution",
+            "session_id": "s", "is_archived": (i // tasks) % 10 == 0, "parent_ids": "[]",
+            "generation": 0,
+            "config_hash": "0" * 64, "pass_rate": rng.random(),
+            "fitness_score": rng.random() if (i // tasks) % 4 else None,
+        }
+        for i in range(count)
+    ]  # fmt: skip
