@@ -109,18 +109,38 @@ def _swap(path: Path, other: Path) -> None:
     path.write_bytes(other.read_bytes())
 
 
-@pytest.mark.parametrize("damage", [_flip, _truncate, _swap], ids=["flip", "truncate", "swap"])
+def _mode(path: Path, _other: Path) -> None:
+    path.chmod(0o664)  # the bytes are intact, but the file was made writable
+
+
+def _remove_directory(path: Path, _other: Path) -> None:
+    shutil.rmtree(path.parent)
+
+
+DAMAGE = {
+    "flip": (_flip, "does not match|sha256"),
+    "truncate": (_truncate, "size|bytes"),
+    "swap": (_swap, "sha256"),
+    "mode": (_mode, "mode 0664"),
+    "directory removed": (_remove_directory, "cannot be (trusted|read)"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
 def test_a_damaged_file_never_yields_a_tensor(
-    registry: AdapterRegistry, stored: tuple[str, torch.Tensor], damage: Any
+    registry: AdapterRegistry, stored: tuple[str, torch.Tensor], damage: str
 ) -> None:
     adapter_id, _ = stored
     other = registry.store_peft_model(lora_model(seed=2), **META)
     weights = Path(registry.retrieve_by_id(adapter_id).file_path)
-    weights.chmod(0o644)  # as root could
-    damage(weights, Path(other.file_path))
-    with pytest.raises(IntegrityError, match=f"adapter {adapter_id}: "):
+    weights.chmod(0o644)  # as root could, and sealed again after (but for the mode damage)
+    do_damage, reason = DAMAGE[damage]
+    do_damage(weights, Path(other.file_path))
+    if do_damage is not _mode and weights.exists():
+        weights.chmod(0o444)
+    with pytest.raises(IntegrityError, match=f"adapter {adapter_id}: .*({reason})"):
         registry.load_state_dict(adapter_id)
-    with pytest.raises(IntegrityError, match=f"adapter {adapter_id}: "):
+    with pytest.raises(IntegrityError, match=f"adapter {adapter_id}: .*({reason})"):
         registry.load_peft(base_model(), adapter_id)
     assert registry.load_state_dict(other.id)  # the other adapter is untouched
 

@@ -66,6 +66,16 @@ DAMAGE = {
         "mismatch",
         "adapter_model.safetensors is not the same file",
     ),
+    "mode changed": (
+        lambda p: p.chmod(0o644),
+        "mismatch",
+        "adapter.safetensors has mode 0644; sealed files are 0444",
+    ),
+    "config mode changed": (
+        lambda p: p.with_name("adapter_config.json").chmod(0o666),
+        "mismatch",
+        "adapter_config.json has mode 0666",
+    ),
     "PEFT file removed": (
         lambda p: p.with_name("adapter_model.safetensors").unlink(),
         "missing",

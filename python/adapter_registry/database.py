@@ -116,7 +116,7 @@ class _RawReader:
 _SQLITE_ERRNO = {13: errno.ENOSPC, 8: errno.EROFS, 10: errno.EIO}  # FULL, READONLY, IOERR
 
 
-def _storage_error(url: URL, cause: BaseException) -> AdapterStorageError:
+def _storage_error(url: URL, cause: BaseException | None) -> AdapterStorageError:
     code = getattr(cause, "sqlite_errorcode", None)
     number = _SQLITE_ERRNO.get(code & 0xFF) if isinstance(code, int) else None
     message = f"database {url!r}: {cause}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
@@ -52,6 +53,8 @@ FORCE_CLAIM_ENV = "ADAPTER_REGISTRY_FORCE_CLAIM"
 #: "weights-synced" (in the core), "staged", "claimed", "before-rename", "renamed" (in the
 #: core), "published", "inserted" (the row is written, its transaction not yet committed).
 CRASH_AT_ENV = "ADAPTER_REGISTRY_CRASH_AT"
+#: The mode of every published file: read-only for everyone.
+SEALED_MODE = 0o444
 CRASH_STEPS = (
     "copying", "weights-synced", "staged", "claimed", "before-rename", "renamed", "published",
     "inserted",
@@ -521,22 +524,38 @@ def _report(
             )
         elif verdict != "ok":
             problems.append(f"{name} is {verdict}: {detail}")
-    if verdicts[0] == "ok" and (link := _peft_link_problem(record.file_path)):
-        verdicts.append(link[0])
-        problems.append(link[1])
+    if verdicts[0] == "ok":
+        for verdict, problem in seal_problems(record.file_path):
+            verdicts.append(verdict)
+            problems.append(problem)
     return VerifyReport(record.id, VerifyReport.worst(verdicts), tuple(problems))
 
 
-def _peft_link_problem(weights_path: str) -> tuple[str, str] | None:
-    """PEFT loads adapter_model.safetensors: it must be the verified file itself (a hard link)."""
-    link = Path(weights_path).with_name(_core.PEFT_WEIGHTS_FILE)
+def seal_problems(weights_path: str) -> list[tuple[str, str]]:
+    """What is wrong with the seal of a published directory, as (verdict, problem) pairs.
+
+    Its files stay read-only (0444): a changed mode means someone made them writable. PEFT
+    loads adapter_model.safetensors, which must be the verified file itself (a hard link).
+    """
+    found: list[tuple[str, str]] = []
+    weights = Path(weights_path)
+    for path in (weights, weights.with_name(_core.CONFIG_FILE)):
+        try:
+            mode = stat.S_IMODE(os.stat(path, follow_symlinks=False).st_mode)
+        except OSError:
+            continue  # the hash check has reported it
+        if mode != SEALED_MODE:
+            found.append(("mismatch", f"{path.name} has mode {mode:04o}; sealed files are 0444"))
+    link = weights.with_name(_core.PEFT_WEIGHTS_FILE)
     try:
         linked = os.stat(link, follow_symlinks=False)
-        weights = os.stat(weights_path, follow_symlinks=False)
+        target = os.stat(weights, follow_symlinks=False)
     except FileNotFoundError:
-        return "missing", f"{_core.PEFT_WEIGHTS_FILE} is missing"
+        return [*found, ("missing", f"{_core.PEFT_WEIGHTS_FILE} is missing")]
     except OSError as err:
-        return "unreadable", f"{_core.PEFT_WEIGHTS_FILE} is unreadable: {err.strerror}"
-    if (linked.st_dev, linked.st_ino) != (weights.st_dev, weights.st_ino):
-        return "mismatch", f"{_core.PEFT_WEIGHTS_FILE} is not the same file as {_core.WEIGHTS_FILE}"
-    return None
+        return [*found, ("unreadable", f"{_core.PEFT_WEIGHTS_FILE} is unreadable: {err.strerror}")]
+    if (linked.st_dev, linked.st_ino) != (target.st_dev, target.st_ino):
+        found.append(
+            ("mismatch", f"{_core.PEFT_WEIGHTS_FILE} is not the same file as {_core.WEIGHTS_FILE}")
+        )
+    return found

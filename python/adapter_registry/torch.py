@@ -57,6 +57,10 @@ def _require(module: str) -> Any:
 
 def _verified_tensors(record: AdapterRecord, device: Any) -> dict[str, torch_.Tensor]:
     torch = _require("torch")
+    from .registry import seal_problems
+
+    if broken := seal_problems(record.file_path):
+        raise IntegrityError(f"stored weights cannot be trusted: {broken[0][1]}")
     try:
         data, digest, placed = _core.read_verified(record.file_path, record.file_size_bytes)
     except InvalidAdapterError as err:  # missing, unreadable, wrong size, bad header
