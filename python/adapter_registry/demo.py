@@ -1,43 +1,71 @@
-"""The main job: a short end-to-end run of the registry, in a fresh home, in a few seconds.
+"""The main job: a small training swarm played for real against a fresh registry, in seconds.
 
-    python -m adapter_registry.demo [--home DIR] [--adapters N] [--size-mb S] [--keep]
+    adapter-registry demo [--home DIR] [--agents N] [--adapters-per-agent K] [--size-mb S]
+    python -m adapter_registry.demo [the same options]
 
-It builds real PEFT LoRA files (safetensors, serialized here with ``struct`` and ``json``) with
-the shapes of a small Qwen2-style model, stores them across three task types with lineage,
-evaluates and ranks them, verifies every byte, tampers with one file to show the check catching
-it, runs recovery, and ends with a table of what it did and how fast. Standard library only:
-no torch, no numpy. Exit status 0 when everything behaved as expected, 1 otherwise.
+N agent processes store K LoRA adapters each: real PEFT safetensors files with the tensor
+layout of a Qwen2-style model (A/B pairs for q/k/v/o of every layer), built here with the
+standard library, across three task types; every second adapter of an agent is evolved from
+the swarm's latest of its task (now and then from two: a crossover). Evaluator processes set
+fitness; the demo archives one leader, ranks the best per task, draws a lineage, verifies every
+byte with a progress bar, flips one bit of the best adapter to show the check catching it, and
+runs recovery. Where the torch extra is installed it also puts a LoRA on a tiny 2-layer Qwen2
+(built from its config: nothing is downloaded), stores it with PEFT's own save_pretrained,
+picks it as the best for that base model, loads it back verified and runs a forward pass. It
+ends with a table of what it did and how fast. Exit status 0 when everything behaved as
+expected.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
+import importlib
+import importlib.util
 import json
+import multiprocessing
 import os
 import random
-import shutil
 import statistics
 import struct
 import sys
-import tempfile
 import time
+import warnings
 from array import array
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TextIO
 
 from . import __version__
 from .record import AdapterRecord
 from .registry import AdapterRegistry
 
+__all__ = [
+    "BASE_MODEL",
+    "CONFIG",
+    "TASKS",
+    "TINY_BASE",
+    "DemoResult",
+    "lora_adapter",
+    "main",
+    "model_shape",
+    "run",
+    "safetensors_bytes",
+]
+
 TASKS = ("bug-fix", "feature-impl", "refactor")
 BASE_MODEL = "Qwen/Qwen2.5-Coder-7B"
-LAYERS, RANK, SEED, MB = 4, 8, 1234, 1 << 20
+#: The base model of the torch step: a 2-layer Qwen2 built from its config.
+TINY_BASE = "tiny/qwen2-2layer"
+LAYERS, RANK, SEED = 4, 8, 1234
+MB = 1_000_000  # sizes are decimal: 1 MB = 10^6 bytes
 CONFIG = {  # adapter_config.json as PEFT's LoraConfig writes it (abridged)
     "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": BASE_MODEL,
     "r": RANK, "lora_alpha": 2 * RANK, "lora_dropout": 0.05, "bias": "none",
     "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
 }  # fmt: skip
+
+
+# ---------------------------------------------------------------- real LoRA files, stdlib only
 
 
 def model_shape(size_mb: float) -> tuple[int, int]:
@@ -90,20 +118,6 @@ def lora_adapter(hidden: int, kv_out: int, rng: random.Random) -> bytes:
     return safetensors_bytes(tensors)
 
 
-def progress_bar(tty: bool) -> tuple[list[int], Callable[[int, int, int], None]]:
-    """A verify_all progress callback (a one-line bar on a TTY) and its latest numbers."""
-    last = [0, 0, 0]
-
-    def show(files_done: int, files_total: int, bytes_done: int) -> None:
-        redraw = tty and (files_done != last[0] or files_done == files_total)
-        last[:] = [files_done, files_total, bytes_done]
-        if redraw:
-            bar = "#" * (30 * files_done // max(files_total, 1))
-            print(f"\r   [{bar:.<30}] {files_done}/{files_total} files", end="", flush=True)
-
-    return last, show
-
-
 def flip_bit(path: str, offset: int) -> None:
     with open(path, "r+b") as f:
         f.seek(offset)
@@ -112,182 +126,533 @@ def flip_bit(path: str, offset: int) -> None:
         f.write(bytes([byte ^ 0x01]))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m adapter_registry.demo",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--home", type=Path, help="use this home (default: a temporary one)")
-    parser.add_argument("--adapters", type=int, default=12, help="how many to store (12)")
-    parser.add_argument("--size-mb", type=float, default=1.0, help="size of each adapter (1)")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary home")
-    args = parser.parse_args(argv)
-    if args.adapters < 1 or args.size_mb <= 0:
-        parser.error("--adapters and --size-mb must be positive")
-    temporary = args.home is None
-    home = Path(tempfile.mkdtemp(prefix="adapter-registry-demo-") if temporary else args.home)
-    home = home.expanduser().resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    try:
-        return run(home, args.adapters, args.size_mb)
-    finally:
-        if temporary and not args.keep:
-            shutil.rmtree(home, ignore_errors=True)
-            print(f"\nremoved {home}")
-        else:
-            print(f"\nkept {home}")
+# ---------------------------------------------------------------- the swarm's processes
 
 
-def run(home: Path, n: int, size_mb: float) -> int:
-    rng, surprises = random.Random(SEED), 0
-    hidden, kv_out = model_shape(size_mb)
-    print(f"adapter_registry {__version__} demo, home {home}")
-    db_url = f"sqlite:///{home}/adapter_registry.db"
-    with AdapterRegistry(root=home / "adapters", db_url=db_url) as reg:
-        print(f"   adapters in {reg.root}\n   metadata in {reg.db_url}")
+@dataclass(frozen=True)
+class Swarm:
+    """What every process of the swarm needs to know (it crosses process boundaries)."""
 
-        print(
-            f"\n1. store {n} LoRA adapters for {BASE_MODEL}: q/k/v/o, r={RANK}, shapes of a "
-            f"Qwen2-style model ({LAYERS} layers, hidden {hidden}, k/v out {kv_out})"
-        )
-        session = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-        stored: list[AdapterRecord] = []
-        by_task: dict[str, list[AdapterRecord]] = {t: [] for t in TASKS}
-        store_s = 0.0
-        for i in range(n):
-            # One adapter per task per round. From the second round on, one task per round (in
-            # turn) evolves its latest evolved adapter, or else its first, instead of distilling.
-            task, child = TASKS[i % 3], i >= 3 and i % 3 == (i // 3 - 1) % 3
-            evolved = [r for r in by_task[task] if r.parents] or by_task[task][:1]
-            weights = lora_adapter(hidden, kv_out, rng)
-            started = time.perf_counter()
-            record = reg.store(
+    root: str
+    db_url: str
+    agents: int
+    per_agent: int
+    hidden: int
+    kv_out: int
+    session: str
+
+
+def agent(swarm: Swarm, index: int) -> list[tuple[float, float]]:
+    """One agent: trains (builds) and stores its adapters; returns when each store ran.
+
+    Adapter j is of task TASKS[(index + j) % 3]. Every second one is evolved: its parent is the
+    swarm's latest adapter of that task, whoever stored it (every fourth, the two latest: a
+    crossover), or, where the swarm has none yet, this agent's previous adapter.
+    """
+    rng = random.Random(SEED + index)
+    mine: list[str] = []
+    spans: list[tuple[float, float]] = []
+    with AdapterRegistry(root=swarm.root, db_url=swarm.db_url) as registry:
+        for j in range(swarm.per_agent):
+            task = TASKS[(index + j) % len(TASKS)]
+            weights = lora_adapter(swarm.hidden, swarm.kv_out, rng)
+            parents: list[str] = []
+            if j % 2 == 1:
+                latest = [r.id for r in registry.query_by_task_type(task)][-2:]
+                crossover = j % 4 == 3 and len(latest) == 2
+                parents = latest if crossover else (latest[-1:] or mine[-1:])
+            started = time.monotonic()
+            record = registry.store(
                 weights,
                 config=CONFIG,
                 task_type=task,
-                session_id=session,
-                source="evolution" if child else "distillation",
-                parent_ids=[evolved[-1].id] if child else [],
-                agent_id=f"agent-{rng.randrange(1, 5)}",
-                training_task_hash=hashlib.sha256(f"{task}/{i // 3}".encode()).hexdigest(),
+                source="evolution" if parents else "distillation",
+                session_id=swarm.session,
+                parent_ids=parents,
+                agent_id=f"agent-{index + 1}",
+                training_task_hash=hashlib.sha256(f"{task}/{j // 2}".encode()).hexdigest(),
             )
-            store_s += time.perf_counter() - started
-            stored.append(record)
-            by_task[task].append(record)
-        total_mb = sum(r.file_size_bytes for r in stored) / MB
-        for task, records in by_task.items():
-            children = sum(1 for r in records if r.parents)
-            print(f"   {task:<13} {len(records):>3} stored ({children} evolved from a parent)")
-        print(f"   {total_mb:.1f} MB in {store_s:.2f} s, each file hashed and validated on write")
+            spans.append((started, time.monotonic()))
+            mine.append(record.id)
+    return spans
 
-        print("\n2. evaluate (seeded scores standing in for test runs) and archive")
-        for record in stored:
-            fitness = min(rng.uniform(0.3, 0.85) + 0.1 * (record.generation or 0), 1.0)
-            pass_rate = round(rng.uniform(0.4, 1.0), 3)
-            reg.update_fitness(record.id, fitness_score=round(fitness, 3), pass_rate=pass_rate)
-        leader = reg.query_best_for_task("refactor")
-        if leader is not None:
-            reg.archive(leader.id)
-            print(
-                f"   {n} evaluated; archived {leader.id[:8]} (best refactor, fitness "
-                f"{leader.fitness_score}): out of the ranking, kept on disk and in lineage"
-            )
 
-        print("\n3. best live adapter per task")
-        print(
-            f"   {'task':<13} {'adapter':<9} {'fitness':>7} {'pass':>5} {'version':>7} "
-            f"{'gen':>3} {'ancestors':>9}  source"
-        )
-        for task in TASKS:
-            best = reg.query_best_for_task(task)
-            if best is None:
-                print(f"   {task:<13} (none: archived or not evaluated)")
-                continue
-            print(
-                f"   {task:<13} {best.id[:8]:<9} {best.fitness_score or 0:>7.3f} "
-                f"{best.pass_rate or 0:>5.2f} {best.version:>7} {best.generation or 0:>3} "
-                f"{len(reg.lineage(best.id)):>9}  {best.source}"
-            )
+def score(record: AdapterRecord) -> tuple[float, float]:
+    """(fitness, pass rate) standing in for a test run: drawn from the adapter's own hash, with
+    a bonus per generation, so that evolution tends to pay and the numbers are reproducible."""
+    draw = int(record.file_hash[:8], 16) / 0xFFFFFFFF
+    rate = int(record.file_hash[8:16], 16) / 0xFFFFFFFF
+    fitness = min(0.35 + 0.5 * draw + 0.08 * (record.generation or 0), 1.0)
+    return round(fitness, 3), round(0.4 + 0.6 * rate, 3)
 
-        print("\n4. verify every adapter against its record")
-        tty = sys.stdout.isatty()
-        last, show = progress_bar(tty)
-        started = time.perf_counter()
-        reports = reg.verify_all(progress=show)
-        verify_s = time.perf_counter() - started
-        verified_mb = last[2] / MB
-        bad = [r for r in reports if not r.ok]
-        print(
-            ("\n" if tty else "") + f"   {len(reports) - len(bad)}/{len(reports)} ok "
-            f"({last[1]} files, {verified_mb:.1f} MB in {verify_s:.3f} s)"
-        )
-        for report in bad:
-            surprises += 1
-            print(f"   UNEXPECTED {report.adapter_id}: {report.status}: {report.problems}")
 
-        # As an attacker (or a careless root) with write access: flip one bit, then undo it.
-        victim = stored[len(stored) // 2]
-        path = victim.file_path
-        with open(path, "rb") as f:
-            data_start = 8 + struct.unpack("<Q", f.read(8))[0]
-        offset = data_start + (victim.file_size_bytes - data_start) // 2
-        mode = os.stat(path).st_mode & 0o777
-        print(
-            f"\n5. tamper: chmod {mode:o} -> 644 and flip one bit of byte {offset} of "
-            f"{victim.id[:8]}/{Path(path).name}"
-        )
-        os.chmod(path, 0o644)
-        flip_bit(path, offset)
-        caught = False
+def evaluator(swarm: Swarm, ids: list[str]) -> list[tuple[float, float]]:
+    """One evaluator: scores its share of the adapters; returns when each update ran."""
+    spans: list[tuple[float, float]] = []
+    with AdapterRegistry(root=swarm.root, db_url=swarm.db_url) as registry:
+        for adapter_id in ids:
+            fitness, pass_rate = score(registry.retrieve_by_id(adapter_id))
+            started = time.monotonic()
+            registry.update_fitness(adapter_id, fitness_score=fitness, pass_rate=pass_rate)
+            spans.append((started, time.monotonic()))
+    return spans
+
+
+def busy_seconds(spans: list[tuple[float, float]]) -> float:
+    """How long at least one of the (possibly overlapping) intervals was running."""
+    total, end = 0.0, float("-inf")
+    for start, stop in sorted(spans):
+        if stop > end:
+            total += stop - max(start, end)
+            end = stop
+    return total
+
+
+def _context() -> Any:
+    """fork where there is one: the agents start at once, with the package already imported."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else None)
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class DemoResult:
+    """What the demo did; ``summary`` is its --json output."""
+
+    problems: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class _Say:
+    """The narrative: numbered steps and indented lines on one stream."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.step = 0
+
+    def __call__(self, text: str = "") -> None:
+        print(text, file=self.stream, flush=True)
+
+    def title(self, text: str) -> None:
+        self.step += 1
+        self(f"\n{self.step}. {text}")
+
+    def indented(self, text: str) -> None:
+        self("\n".join(f"   {line}" for line in text.splitlines()))
+
+
+def torch_missing() -> str | None:
+    """The first of torch, peft, transformers that cannot be found, or None."""
+    for name in ("torch", "peft", "transformers"):
         try:
-            report = reg.verify(victim.id)
-            print(f"   verify: {report.status}")
-            for problem in report.problems:
-                print(f"     {problem}")
-            caught = report.status == "mismatch"
-            if not caught:
-                surprises += 1
-                print("   UNEXPECTED: the tampered file was not reported as a mismatch")
-        finally:
-            flip_bit(path, offset)
-            os.chmod(path, mode)
-        report = reg.verify(victim.id)
-        print(f"   restored (bit flipped back, chmod {mode:o}): verify: {report.status}")
-        surprises += not report.ok
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return name
+    return None
 
-        print("\n6. recover (after a crash it registers published adapters; here nothing to do)")
-        rec = reg.recover()
-        found = {
-            "rolled forward": len(rec.rolled_forward),
-            "staging dirs removed": len(rec.removed_staging),
-            "claims removed": len(rec.removed_claims),
-            "unregistered": len(rec.unregistered),
-            "rows missing files": len(rec.missing),
-        }
-        counts = ", ".join(f"{count} {what}" for what, count in found.items())
-        print(f"   {'clean' if rec.clean else 'NOT CLEAN'}: {counts}")
-        surprises += not rec.clean
 
+def run(
+    home: Path,
+    agents: int,
+    per_agent: int,
+    size_mb: float,
+    torch_step: bool,
+    stream: TextIO,
+) -> DemoResult:
+    """Play the swarm in ``home`` (fresh), narrating on ``stream``."""
+    from .cli.integrity import verify_records
+    from .cli.lineage import lineage_json, tree_text
+    from .cli.output import human_bytes, number, plain_table
+
+    say, result = _Say(stream), DemoResult()
+    hidden, kv_out = model_shape(size_mb)
+    root, db_url = home / "adapters", f"sqlite:///{home}/adapter_registry.db"
+    swarm = Swarm(
+        str(root),
+        db_url,
+        agents,
+        per_agent,
+        hidden,
+        kv_out,
+        f"demo-{time.strftime('%Y%m%d-%H%M%S')}",
+    )
+    say(f"adapter-registry {__version__} demo in {home}")
+    say(f"   adapters in {root}\n   metadata in {db_url}")
+
+    say.title(
+        f"swarm: {agents} agent processes store {per_agent} LoRA adapters each for {BASE_MODEL} "
+        f"(q/k/v/o A/B of {LAYERS} layers, r={RANK}, hidden {hidden}, k/v out {kv_out})"
+    )
+    AdapterRegistry(root=root, db_url=db_url).close()  # the schema, before the writers race
+    context = _context()
+    with context.Pool(agents) as pool:
+        spans = [
+            s
+            for agent_spans in pool.starmap(agent, [(swarm, i) for i in range(agents)])
+            for s in agent_spans
+        ]
+    store_s = busy_seconds(spans)
+
+    registry = AdapterRegistry(root=root, db_url=db_url)
+    try:
+        stored = registry.list_all()
+        total_bytes = sum(r.file_size_bytes for r in stored)
+        evolved = [r for r in stored if r.parents]
+        expected_evolved = agents * (per_agent // 2)
+        for task in TASKS:
+            of_task = [r for r in stored if r.task_type == task]
+            children = sum(1 for r in of_task if r.parents)
+            say.indented(f"{task:<13} {len(of_task):>3} stored, {children} evolved from a parent")
+        crossovers = sum(1 for r in stored if len(r.parents) > 1)
+        say.indented(
+            f"{len(stored)} adapters, {human_bytes(total_bytes)} in {store_s:.2f} s of storing "
+            f"({crossovers} crossovers with two parents); every file hashed and validated as it "
+            "was copied"
+        )
+        if len(stored) != agents * per_agent:
+            result.problems.append(f"{len(stored)} adapters stored, not {agents * per_agent}")
+        if len(evolved) != expected_evolved:
+            result.problems.append(f"{len(evolved)} evolved, not {expected_evolved}")
+
+        evaluators = min(2, agents)
+        say.title(f"evaluate: {evaluators} evaluator processes set fitness and pass rate")
+        ids = [r.id for r in stored]
+        with context.Pool(evaluators) as pool:
+            shares = [(swarm, ids[i::evaluators]) for i in range(evaluators)]
+            eval_spans = [s for part in pool.starmap(evaluator, shares) for s in part]
+        evaluate_s = busy_seconds(eval_spans)
+        unevaluated = [r.id for r in registry.list_all() if r.fitness_score is None]
+        say.indented(f"{len(ids) - len(unevaluated)} evaluated in {evaluate_s:.2f} s")
+        if unevaluated:
+            result.problems.append(f"{len(unevaluated)} adapters left unevaluated")
+
+        say.title("rank: the best live adapter per task, after archiving one leader")
+        leader = registry.query_best_for_task(TASKS[-1])
+        if leader is not None:
+            registry.archive(leader.id)
+            say.indented(
+                f"archived {leader.id} (the best {TASKS[-1]}, fitness "
+                f"{number(leader.fitness_score)}): out of the ranking, on disk and in lineage"
+            )
+        best = {task: registry.query_best_for_task(task) for task in TASKS}
+        rows = []
+        for task, record in best.items():
+            if record is None:
+                rows.append([task, "(none)", "-", "-", "-", "-", "-", "-"])
+                continue
+            rows.append(
+                [
+                    task,
+                    record.id,
+                    number(record.fitness_score),
+                    number(record.pass_rate, 2),
+                    str(record.version),
+                    str(record.generation),
+                    str(len(registry.lineage(record.id))),
+                    record.agent_id or "-",
+                ]
+            )
+            if leader is not None and record.id == leader.id:
+                result.problems.append("an archived adapter was ranked")
+        say.indented(
+            plain_table(
+                ("TASK", "BEST", "FITNESS", "PASS", "VER", "GEN", "ANCESTORS", "AGENT"),
+                rows,
+                right=(2, 3, 4, 5, 6),
+            )
+        )
         timings = []
         for i in range(300):
             started_ns = time.perf_counter_ns()
-            reg.query_best_for_task(TASKS[i % 3])
+            registry.query_best_for_task(TASKS[i % len(TASKS)])
             timings.append(time.perf_counter_ns() - started_ns)
+        query_us = statistics.median(timings) / 1000
+        say.indented(f"query_best_for_task: {query_us:.0f} us median over 300 calls")
+        deepest = max(
+            registry.list_all(), key=lambda r: (r.generation or 0, len(r.parents), r.created_at)
+        )
+        say.indented(
+            f"lineage of the most evolved adapter (adapter-registry lineage {deepest.id}):"
+        )
+        say.indented(tree_text(lineage_json(registry, deepest)))
 
-    rows = [
-        ("adapters stored", f"{n} ({total_mb:.1f} MB, {total_mb / n:.2f} MB each)"),
-        ("store", f"{n / store_s:.1f} adapters/s, {total_mb / store_s:.1f} MB/s"),
-        ("verify", f"{verified_mb / verify_s:.0f} MB/s ({len(reports)} adapters)"),
-        ("query_best_for_task", f"{statistics.median(timings) / 1000:.0f} us median (300 calls)"),
-        ("tampering", "caught" if caught else "MISSED"),
-        ("result", "ok" if surprises == 0 else f"{surprises} unexpected result(s)"),
-    ]
-    print("\nsummary")
-    for label, value in rows:
-        print(f"   {label:<20} {value}")
-    return 0 if surprises == 0 else 1
+        say.title("verify every adapter against its record")
+        verified = verify_records(registry, None)
+        say.indented(verified.summary())
+        for report in verified.reports:
+            if not report.ok:
+                result.problems.append(f"verify: {report.adapter_id} {report.status}")
+
+        tamper = _tamper(registry, best["bug-fix"] or stored[0], say, result)
+
+        say.title("recover: after a crash it registers published adapters; here, nothing to do")
+        recovery = registry.recover()
+        say.indented("clean" if recovery.clean else f"NOT CLEAN: {recovery}")
+        if not recovery.clean:
+            result.problems.append("recover() found problems")
+
+        serve: dict[str, Any] = {
+            "ran": False,
+            "reason": None,
+            "adapter": None,
+            "logits_shape": None,
+            "identical": None,
+            "seconds": None,
+        }
+        missing = torch_missing() if torch_step else "--no-torch"
+        if missing is None:
+            say.title(
+                f"serve: a LoRA on a tiny 2-layer Qwen2 ({TINY_BASE}), stored with PEFT, "
+                "loaded back verified (importing torch, transformers and peft takes a while)"
+            )
+            serve.update(_serve(registry, swarm.session, say, result))
+        else:
+            serve["reason"] = (
+                "--no-torch"
+                if missing == "--no-torch"
+                else f"{missing} is not installed (pip install 'adapter-registry[torch]')"
+            )
+            say.title(f"serve: skipped, {serve['reason']}")
+    finally:
+        registry.close()
+
+    store_rate = len(stored) / store_s if store_s else 0.0
+    verify_rate = len(verified.reports) / verified.seconds if verified.seconds else 0.0
+    result.summary = {
+        "ok": result.ok,
+        "problems": result.problems,
+        "home": str(home),
+        "agents": agents,
+        "adapters_per_agent": per_agent,
+        "store": {
+            "adapters": len(stored),
+            "evolved": len(evolved),
+            "crossovers": crossovers,
+            "bytes": total_bytes,
+            "seconds": round(store_s, 6),
+            "adapters_per_s": round(store_rate, 3),
+            "mb_per_s": round(total_bytes / MB / store_s, 3) if store_s else 0.0,
+        },
+        "evaluate": {
+            "adapters": len(ids) - len(unevaluated),
+            "evaluators": evaluators,
+            "seconds": round(evaluate_s, 6),
+        },
+        "archived": leader.id if leader is not None else None,
+        "best": {task: (r.id if r is not None else None) for task, r in best.items()},
+        "query_best_us": round(query_us, 3),
+        "verify": {
+            "adapters": len(verified.reports),
+            "ok": verified.counts["ok"],
+            "files": verified.files,
+            "bytes": verified.bytes,
+            "seconds": round(verified.seconds, 6),
+            "adapters_per_s": round(verify_rate, 3),
+            "mb_per_s": round(verified.bytes / MB / verified.seconds, 3)
+            if verified.seconds
+            else 0.0,
+        },
+        "tamper": tamper,
+        "recover": {"clean": recovery.clean},
+        "serve": serve,
+    }
+    _table(result, stream)
+    return result
+
+
+def _tamper(
+    registry: AdapterRegistry, victim: AdapterRecord, say: _Say, result: DemoResult
+) -> dict[str, Any]:
+    """Flip one bit in the middle of the victim's tensor data (as root, or an attacker with
+    write access, could), show verify catching it, and put the bit back."""
+    path = victim.file_path
+    with open(path, "rb") as f:
+        data_start = 8 + struct.unpack("<Q", f.read(8))[0]
+    offset = data_start + (victim.file_size_bytes - data_start) // 2
+    mode = os.stat(path).st_mode & 0o777
+    say.title(
+        f"tamper: chmod {mode:o} -> 644 and flip one bit of byte {offset} of {Path(path).name} "
+        f"of {victim.id} (the best {victim.task_type})"
+    )
+    os.chmod(path, 0o644)
+    flip_bit(path, offset)
+    try:
+        report = registry.verify(victim.id)
+        say.indented(f"verify: {report.status} (adapter-registry verify exits 1)")
+        for problem in report.problems:
+            say.indented(f"  {problem}")
+    finally:
+        flip_bit(path, offset)
+        os.chmod(path, mode)
+    caught = report.status == "mismatch"
+    if not caught:
+        result.problems.append("the tampered file was not reported as a mismatch")
+    restored = registry.verify(victim.id)
+    say.indented(f"bit flipped back, chmod {mode:o}: verify: {restored.status}")
+    if not restored.ok:
+        result.problems.append("the restored file does not verify")
+    return {
+        "adapter": victim.id,
+        "offset": offset,
+        "status": report.status,
+        "caught": caught,
+        "restored": restored.ok,
+    }
+
+
+def _serve(
+    registry: AdapterRegistry, session: str, say: _Say, result: DemoResult
+) -> dict[str, Any]:
+    """Store a PEFT LoRA of a tiny Qwen2, pick the best for that base, load it, run it."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    with warnings.catch_warnings():  # deprecation notices of the libraries, not of this demo
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _serve_quietly(registry, session, say, result)
+
+
+def _serve_quietly(
+    registry: AdapterRegistry, session: str, say: _Say, result: DemoResult
+) -> dict[str, Any]:
+    torch = importlib.import_module("torch")
+    peft = importlib.import_module("peft")
+    transformers = importlib.import_module("transformers")
+
+    def base_model() -> Any:
+        config = transformers.Qwen2Config(
+            vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        )  # fmt: skip
+        config._name_or_path = TINY_BASE
+        torch.manual_seed(SEED)
+        return transformers.Qwen2ForCausalLM(config).eval()
+
+    tokens = torch.tensor([[1, 5, 9, 42, 7, 3, 99, 12]])
+    lora = peft.LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+        init_lora_weights=False, lora_dropout=0.0,
+    )  # fmt: skip
+    trained = peft.get_peft_model(base_model(), lora).eval()
+    with torch.no_grad():
+        expected = trained(tokens).logits
+        plain = base_model()(tokens).logits
+    record = registry.store_peft_model(
+        trained, task_type="bug-fix", source="manual", session_id=session, agent_id="serving"
+    )
+    registry.update_fitness(record.id, fitness_score=0.9, pass_rate=0.9)
+    best = registry.query_best_for_task("bug-fix", base_model_id=TINY_BASE)
+    say.indented(
+        f"stored {record.id} with store_peft_model; best for {TINY_BASE}: {best and best.id}"
+    )
+    if best is None or best.id != record.id:
+        result.problems.append("the tiny model's adapter was not the best for its base")
+        return {"adapter": record.id}
+    started = time.perf_counter()
+    model = registry.load_peft(base_model(), best.id)
+    with torch.no_grad():
+        logits = model(tokens).logits
+    seconds = time.perf_counter() - started
+    identical = bool(torch.equal(logits, expected))
+    changed = not bool(torch.equal(logits, plain))
+    say.indented(
+        f"load_peft (hashed as read) + forward pass in {seconds * 1000:.0f} ms: logits "
+        f"{tuple(logits.shape)}, {'identical to' if identical else 'DIFFERENT from'} the "
+        f"trained model's, {'changed' if changed else 'UNCHANGED'} from the base model's"
+    )
+    if not (identical and changed):
+        result.problems.append("the loaded adapter does not reproduce the trained model")
+    return {
+        "ran": True,
+        "adapter": best.id,
+        "logits_shape": list(logits.shape),
+        "identical": identical,
+        "seconds": round(seconds, 6),
+    }
+
+
+def _table(result: DemoResult, stream: TextIO) -> None:
+    """The closing table: what the demo did and how fast."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .cli.output import human_bytes
+
+    s = result.summary
+    st, ev, ve, ta, se = s["store"], s["evaluate"], s["verify"], s["tamper"], s["serve"]
+    table = Table(title="what the demo did", title_justify="left")
+    for name, justify in (("step", "left"), ("what", "left"), ("time", "right"), ("rate", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table.add_row(
+        "store",
+        f"{st['adapters']} adapters by {s['agents']} agents, {human_bytes(st['bytes'])}, "
+        f"{st['evolved']} evolved",
+        f"{st['seconds']:.2f} s",
+        f"{st['adapters_per_s']:.1f} adapters/s, {st['mb_per_s']:.1f} MB/s",
+    )
+    table.add_row(
+        "evaluate",
+        f"{ev['adapters']} adapters by {ev['evaluators']} evaluators",
+        f"{ev['seconds']:.2f} s",
+        f"{ev['adapters'] / ev['seconds']:.0f} adapters/s" if ev["seconds"] else "-",
+    )
+    table.add_row(
+        "rank",
+        f"best of {len(s['best'])} task types, 1 archived",
+        "",
+        f"{s['query_best_us']:.0f} us per query",
+    )
+    table.add_row(
+        "verify",
+        f"{ve['ok']}/{ve['adapters']} ok, {ve['files']} files, {human_bytes(ve['bytes'])}",
+        f"{ve['seconds']:.2f} s",
+        f"{ve['adapters_per_s']:.0f} adapters/s, {ve['mb_per_s']:.0f} MB/s",
+    )
+    table.add_row(
+        "tamper",
+        "1 bit flipped in 1 file",
+        "",
+        "caught" if ta["caught"] else "MISSED",
+    )
+    table.add_row(
+        "recover", "after-crash check", "", "clean" if s["recover"]["clean"] else "NOT CLEAN"
+    )
+    if se["ran"]:
+        table.add_row(
+            "serve",
+            "load_peft + forward, tiny Qwen2",
+            f"{se['seconds']:.2f} s",
+            "logits identical" if se["identical"] else "logits DIFFER",
+        )
+    else:
+        table.add_row("serve", f"skipped: {se['reason']}", "", "")
+    table.add_row(
+        "result",
+        "",
+        "",
+        "ok" if result.ok else f"{len(result.problems)} unexpected",
+        end_section=True,
+    )
+    out = Console(file=stream, highlight=False, width=None if stream.isatty() else 120)
+    print(file=stream)
+    out.print(table)
+    for problem in result.problems:
+        print(f"UNEXPECTED: {problem}", file=stream, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m adapter_registry.demo [options]``: the same as ``adapter-registry demo``."""
+    from .cli import main as cli_main
+
+    cli_main(["demo", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

@@ -1,0 +1,19 @@
+"""The ``adapter-registry`` console script: the registry from a shell, without torch.
+
+One module per job: ``app`` (the root command, global options, one-line errors), ``output``
+(tables, JSON, progress bars), ``read`` (ls, show, best), ``write`` (store, archive, fitness),
+``integrity`` (verify, recover), ``lineage``, ``stats`` and ``demo``. A command's module is
+imported only when that command runs, and rich only where a command draws with it, so that
+``adapter-registry ls`` costs little more than importing the package.
+"""
+
+from __future__ import annotations
+
+from .app import PROG, cli
+
+__all__ = ["PROG", "cli", "main"]
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the console script (``args`` default to the command line); exits with its status."""
+    cli.main(args=args, prog_name=PROG)

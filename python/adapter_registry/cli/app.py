@@ -1,0 +1,200 @@
+"""The root command: global options, the registry they name, and errors as one line.
+
+Every failure reaches the user as one line on stderr, ``error: <what>``, with a non-zero exit
+status: 1 for a failed operation (no such adapter, bad input, a storage failure), 2 for a
+command line that cannot be run as given. ``--debug`` lets the exception through, traceback and all.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import click
+from sqlalchemy import URL
+
+from .. import __version__
+from ..registry import AdapterRegistry
+
+__all__ = ["COMMANDS", "PROG", "BadUsage", "CommandError", "Settings", "cli"]
+
+PROG = "adapter-registry"
+
+#: Command name -> its module in this package, in the order ``--help`` lists them. A module is
+#: imported when its command runs (or ``--help`` describes it), never before.
+COMMANDS = {
+    "ls": "read",
+    "show": "read",
+    "best": "read",
+    "lineage": "lineage",
+    "stats": "stats",
+    "store": "write",
+    "fitness": "write",
+    "archive": "write",
+    "verify": "integrity",
+    "recover": "integrity",
+    "demo": "demo",
+}
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+class CommandError(click.ClickException):
+    """A failure, shown as ``error: <message>`` on one line; exit status 1."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.format_message()}", file=file, err=file is None)
+
+
+class BadUsage(CommandError):
+    """A command line that cannot be run as given; exit status 2."""
+
+    exit_code = 2
+
+
+def describe(err: BaseException) -> str:
+    """What went wrong, for a user: the registry's messages are written for them already."""
+    from ..errors import AdapterRegistryError
+
+    if isinstance(err, AdapterRegistryError):
+        return str(err)
+    if isinstance(err, OSError) and err.strerror:
+        where = f"{err.filename}: " if err.filename else ""
+        return f"{where}{err.strerror}"
+    return f"unexpected {type(err).__name__}: {err} (--debug shows the traceback)"
+
+
+def _usage(err: click.UsageError) -> CommandError:
+    hint = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
+    return BadUsage(err.format_message() + hint)
+
+
+@dataclass
+class Settings:
+    """The global options; the registry they name is opened on first use, closed at exit."""
+
+    home: Path | None
+    root: Path | None
+    db_url: str | None
+    debug: bool
+    #: Whether --home was given on the command line (the demo takes it, never RUNE_HOME).
+    home_from_command_line: bool = False
+    _registry: AdapterRegistry | None = None
+
+    def registry(self) -> AdapterRegistry:
+        if self._registry is None:
+            root = self.root
+            if root is None and self.home is not None:
+                root = self.home / "adapters"
+            db_url = self.db_url
+            if db_url is None and self.home is not None:
+                url = URL.create("sqlite", database=str(self.home / "adapter_registry.db"))
+                db_url = url.render_as_string(hide_password=False)
+            self._registry = AdapterRegistry(root=root, db_url=db_url)
+        return self._registry
+
+    def close(self) -> None:
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
+
+
+class RegistryGroup(click.Group):
+    """Commands loaded on demand; every error of a command turned into one line."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        command = getattr(importlib.import_module(f"{__package__}.{module}"), cmd_name)
+        assert isinstance(command, click.Command)
+        return command
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except CommandError:
+            raise
+        except click.UsageError as err:
+            raise _usage(err) from err
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (CommandError, click.exceptions.Exit, click.Abort, BrokenPipeError):
+            raise
+        except click.UsageError as err:
+            raise _usage(err) from err
+        except click.ClickException as err:
+            kind = BadUsage if err.exit_code == 2 else CommandError
+            raise kind(err.format_message()) from err
+        except Exception as err:
+            if ctx.params.get("debug"):
+                raise
+            raise CommandError(describe(err)) from err
+
+
+def _resolve_home(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    return None if value is None else value.expanduser().absolute()
+
+
+@click.group(
+    cls=RegistryGroup,
+    name=PROG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="RUNE_HOME",
+    callback=_resolve_home,
+    help="Registry home: adapters in HOME/adapters, metadata in HOME/adapter_registry.db "
+    "[env RUNE_HOME; default ~/.rune].",
+)
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    callback=_resolve_home,
+    help="Adapter root directory, alone (overrides the home's).",
+)
+@click.option(
+    "--db-url",
+    envvar="RUNE_DB_URL",
+    help="SQLAlchemy database URL, alone (overrides the home's) [env RUNE_DB_URL].",
+)
+@click.option("--debug", is_flag=True, help="Show the traceback of an error.")
+@click.version_option(__version__, prog_name=PROG, message="%(prog)s %(version)s")
+@click.pass_context
+def cli(
+    ctx: click.Context, home: Path | None, root: Path | None, db_url: str | None, debug: bool
+) -> None:
+    """A write-once store of LoRA adapters, from the shell: list, rank, store, verify.
+
+    Every command takes --json for stable machine-readable output (see the README's "Command
+    line" section for the keys). Exit status: 0 done, 1 failed (or a check found a problem),
+    2 bad usage.
+
+    \b
+    Example:
+      adapter-registry --home /srv/rune ls --task-type bug-fix --sort fitness --limit 5
+    """
+    source = ctx.get_parameter_source("home")
+    settings = Settings(
+        home=home,
+        root=root,
+        db_url=db_url,
+        debug=debug,
+        home_from_command_line=source is click.core.ParameterSource.COMMANDLINE,
+    )
+    ctx.obj = settings
+    ctx.call_on_close(settings.close)

@@ -1,0 +1,216 @@
+"""Reading commands: ``ls``, ``show`` and ``best``. They never write."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import _core
+from ..record import AdapterRecord
+from .app import CommandError, Settings
+from .lineage import lineage_json, tree_text
+from .output import (
+    LIST_HEADERS,
+    emit_json,
+    emit_json_lines,
+    human_bytes,
+    json_option,
+    plain_table,
+    record_json,
+    record_line,
+)
+
+__all__ = ["best", "ls", "show"]
+
+#: Columns of a listing that align right: version, generation, fitness, pass rate, size.
+_NUMERIC = (3, 4, 5, 6, 7)
+#: What a stored adapter's directory holds, in the order ``show`` lists it.
+EXPECTED_FILES = (
+    _core.WEIGHTS_FILE,
+    _core.PEFT_WEIGHTS_FILE,
+    _core.CONFIG_FILE,
+    _core.RECORD_FILE,
+)
+
+
+def _by_fitness(record: AdapterRecord) -> tuple[bool, float, str, str]:
+    """Highest fitness first, unevaluated last; ties as the ranking breaks them (oldest)."""
+    score = record.fitness_score
+    return score is None, -(score or 0.0), record.created_at, record.id
+
+
+@click.command()
+@click.option("--task-type", "-t", help="Only this task type.")
+@click.option("--base-model", "-b", help="Only adapters of this base model.")
+@click.option("--include-archived", "-a", is_flag=True, help="Archived adapters too.")
+@click.option(
+    "--sort",
+    type=click.Choice(["created", "fitness"]),
+    default="created",
+    show_default=True,
+    help="created: newest first; fitness: highest first, unevaluated last.",
+)
+@click.option("--limit", "-n", type=click.IntRange(min=1), help="At most N adapters.")
+@json_option
+@click.pass_obj
+def ls(
+    settings: Settings,
+    task_type: str | None,
+    base_model: str | None,
+    include_archived: bool,
+    sort: str,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """List adapters: newest first, or best first by fitness.
+
+    Archived adapters are left out unless -a is given.
+
+    \b
+    Example:
+      adapter-registry ls --task-type bug-fix --sort fitness --limit 5
+    """
+    registry = settings.registry()
+    if task_type is not None:
+        records = registry.query_by_task_type(task_type, include_archived=include_archived)
+    else:
+        records = registry.list_all(include_archived=include_archived)
+    if base_model is not None:
+        records = [r for r in records if r.base_model_id == base_model]
+    records = sorted(records, key=_by_fitness) if sort == "fitness" else records[::-1]
+    if limit is not None:
+        records = records[:limit]
+    if as_json:
+        emit_json_lines(map(record_json, records))
+    elif records:
+        click.echo(plain_table(LIST_HEADERS, map(record_line, records), right=_NUMERIC))
+    else:
+        click.echo("no adapters", err=True)
+
+
+def _file_json(directory: Path, name: str, weights: os.stat_result | None) -> dict[str, Any]:
+    path = directory / name
+    try:
+        info = os.stat(path, follow_symlinks=False)
+    except OSError:
+        info = None
+    return {
+        "name": name,
+        "path": str(path),
+        "exists": info is not None,
+        "size_bytes": info.st_size if info else None,
+        "mode": f"{stat.S_IMODE(info.st_mode):04o}" if info else None,
+        "links": info.st_nlink if info else None,
+        "same_file_as_weights": (
+            info is not None
+            and weights is not None
+            and (info.st_dev, info.st_ino) == (weights.st_dev, weights.st_ino)
+        ),
+    }
+
+
+def files_json(record: AdapterRecord) -> list[dict[str, Any]]:
+    """The adapter's directory as it is now: the expected files first, then anything else."""
+    directory = Path(record.file_path).parent
+    try:
+        weights: os.stat_result | None = os.stat(record.file_path, follow_symlinks=False)
+    except OSError:
+        weights = None
+    try:
+        others = sorted(set(os.listdir(directory)) - set(EXPECTED_FILES))
+    except OSError:
+        others = []
+    return [_file_json(directory, name, weights) for name in (*EXPECTED_FILES, *others)]
+
+
+def _field_text(name: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if name == "parent_ids":
+        return ", ".join(value) if value else "(none)"
+    if name == "file_size_bytes":
+        return f"{value} ({human_bytes(value)})"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@click.command()
+@click.argument("adapter_id", metavar="ID")
+@json_option
+@click.pass_obj
+def show(settings: Settings, adapter_id: str, as_json: bool) -> None:
+    """Show one adapter: its record, its files on disk and its lineage.
+
+    Every field of the record, each file of its directory (size, mode, links) and the tree of
+    its parents and children.
+
+    \b
+    Example:
+      adapter-registry show 3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b --json
+    """
+    registry = settings.registry()
+    record = registry.retrieve_by_id(adapter_id)
+    files = files_json(record)
+    tree = lineage_json(registry, record)
+    if as_json:
+        emit_json(
+            {
+                "record": record_json(record),
+                "directory": str(Path(record.file_path).parent),
+                "files": files,
+                "ancestors": [r.id for r in registry.lineage(adapter_id)],
+                "children": [c["id"] for c in tree["children"]],
+            }
+        )
+        return
+    fields = record_json(record)
+    width = max(map(len, fields))
+    for name, value in fields.items():
+        click.echo(f"{name:<{width}}  {_field_text(name, value)}")
+    click.echo(f"\nfiles in {Path(record.file_path).parent}")
+    rows = []
+    for f in files:
+        if not f["exists"]:
+            rows.append([f["name"], "MISSING", "", ""])
+            continue
+        note = f"{f['links']} link{'s' if f['links'] != 1 else ''}"
+        if f["name"] == _core.PEFT_WEIGHTS_FILE:
+            note += (
+                f", the same file as {_core.WEIGHTS_FILE}"
+                if f["same_file_as_weights"]
+                else f", NOT the same file as {_core.WEIGHTS_FILE}"
+            )
+        rows.append([f["name"], human_bytes(f["size_bytes"]), f["mode"], note])
+    click.echo(plain_table(("NAME", "SIZE", "MODE", "LINKS"), rows, right=(1,)))
+    click.echo("\nlineage (parents above, children below)")
+    click.echo(tree_text(tree))
+
+
+@click.command()
+@click.argument("task_type", metavar="TASK")
+@click.option("--base-model", "-b", help="Only adapters of this base model.")
+@json_option
+@click.pass_obj
+def best(settings: Settings, task_type: str, base_model: str | None, as_json: bool) -> None:
+    """Show the best live adapter for a task type.
+
+    The highest fitness score among evaluated, non-archived adapters (ties: the first stored);
+    exit status 1 when there is none.
+
+    \b
+    Example:
+      adapter-registry best bug-fix --base-model Qwen/Qwen2.5-Coder-7B --json
+    """
+    record = settings.registry().query_best_for_task(task_type, base_model_id=base_model)
+    if record is None:
+        if as_json:
+            emit_json(None)
+        of = f" of base model {base_model}" if base_model is not None else ""
+        raise CommandError(f"task type {task_type}: no evaluated live adapter{of}")
+    if as_json:
+        emit_json(record_json(record))
+    else:
+        click.echo(plain_table(LIST_HEADERS, [record_line(record)], right=_NUMERIC))

@@ -1,0 +1,152 @@
+"""Writing commands: ``store`` (the only way weights get in), ``fitness`` and ``archive``."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import click
+
+from ..errors import InvalidAdapterError
+from ..record import AdapterRecord
+from ..validation import SOURCES
+from .app import BadUsage, CommandError, Settings
+from .output import emit_json, human_bytes, json_option, number, record_json
+
+__all__ = ["archive", "fitness", "store"]
+
+
+def _report(record: AdapterRecord, verb: str, as_json: bool) -> None:
+    if as_json:
+        emit_json(record_json(record))
+        return
+    click.echo(
+        f"{verb} {record.id}: {record.task_type}, version {record.version}, generation "
+        f"{record.generation}, fitness {number(record.fitness_score)}, pass rate "
+        f"{number(record.pass_rate, 2)}{', archived' if record.is_archived else ''}"
+    )
+
+
+@click.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--config",
+    "-c",
+    type=click.Path(path_type=Path),
+    help="The adapter_config.json of a .safetensors file (a directory holds its own).",
+)
+@click.option("--task-type", "-t", required=True, help="Kebab-case task type, e.g. bug-fix.")
+@click.option("--source", "-s", required=True, type=click.Choice(sorted(SOURCES)))
+@click.option("--session-id", required=True, help="The training session that made it.")
+@click.option(
+    "--parent", "parents", multiple=True, metavar="ID", help="A parent adapter (repeatable)."
+)
+@click.option("--agent-id", help="The agent that trained it.")
+@click.option("--training-task-hash", help="Deduplication key of the training task.")
+@click.option("--base-model", help="Base model id, where the config does not name one.")
+@json_option
+@click.pass_obj
+def store(
+    settings: Settings,
+    path: Path,
+    config: Path | None,
+    task_type: str,
+    source: str,
+    session_id: str,
+    parents: tuple[str, ...],
+    agent_id: str | None,
+    training_task_hash: str | None,
+    base_model: str | None,
+    as_json: bool,
+) -> None:
+    """Store an adapter: a PEFT directory or a .safetensors file.
+
+    A .safetensors file needs its adapter_config.json (--config); a directory holds its own.
+    The bytes are hashed and validated as they are copied, once; bad input writes nothing.
+
+    \b
+    Example:
+      adapter-registry store ./out/checkpoint-500 --task-type bug-fix --source distillation \\
+          --session-id run-42 --agent-id agent-3 --parent 3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b
+    """
+    path = path.expanduser()
+    if not path.exists():
+        raise CommandError(f"{path}: no such file or directory")
+    if not path.is_dir() and config is None:
+        raise BadUsage(
+            f"{path} is a file: give its adapter_config.json with --config, "
+            "or store the PEFT adapter directory"
+        )
+    registry = settings.registry()
+    # The id is chosen here so that an error about the input can name the input instead.
+    adapter_id = str(uuid.uuid4())
+    try:
+        record = registry.store(
+            path,
+            config=config,
+            task_type=task_type,
+            source=source,
+            session_id=session_id,
+            base_model_id=base_model,
+            adapter_id=adapter_id,
+            parent_ids=parents,
+            training_task_hash=training_task_hash,
+            agent_id=agent_id,
+        )
+    except InvalidAdapterError as err:
+        if settings.debug:
+            raise
+        message = str(err).removeprefix(f"adapter {adapter_id}: ")
+        raise CommandError(message if str(path) in message else f"{path}: {message}") from err
+    if as_json:
+        emit_json(record_json(record))
+    else:
+        click.echo(
+            f"stored {record.id}: {record.task_type}, {record.base_model_id}, rank {record.rank}, "
+            f"version {record.version}, generation {record.generation}, "
+            f"{human_bytes(record.file_size_bytes)}, sha256 {record.file_hash}"
+        )
+
+
+@click.command()
+@click.argument("adapter_id", metavar="ID")
+@click.option("--score", type=float, help="The fitness score (any finite number).")
+@click.option("--pass-rate", type=float, help="The pass rate, 0 to 1.")
+@json_option
+@click.pass_obj
+def fitness(
+    settings: Settings,
+    adapter_id: str,
+    score: float | None,
+    pass_rate: float | None,
+    as_json: bool,
+) -> None:
+    """Record an evaluation: a fitness score, a pass rate, or both.
+
+    \b
+    Example:
+      adapter-registry fitness 3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b --score 0.83 --pass-rate 0.71
+    """
+    if score is None and pass_rate is None:
+        raise BadUsage("give --score, --pass-rate or both")
+    record = settings.registry().update_fitness(
+        adapter_id, fitness_score=score, pass_rate=pass_rate
+    )
+    _report(record, "evaluated", as_json)
+
+
+@click.command()
+@click.argument("adapter_id", metavar="ID")
+@json_option
+@click.pass_obj
+def archive(settings: Settings, adapter_id: str, as_json: bool) -> None:
+    """Archive an adapter: out of rankings, its files kept.
+
+    It leaves rankings and default listings; its files and lineage stay. Archiving twice is
+    harmless.
+
+    \b
+    Example:
+      adapter-registry archive 3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b
+    """
+    _report(settings.registry().archive(adapter_id), "archived", as_json)
