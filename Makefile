@@ -24,7 +24,7 @@ build: $(VENV)/.ready
 	maturin develop --release $(if $(EXTRAS),--extras $(EXTRAS))
 
 demo: build
-	$(PY) -m adapter_registry.demo
+	$(VENV)/bin/adapter-registry demo
 
 lint: EXTRAS = test,torch
 lint: build
