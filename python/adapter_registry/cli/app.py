@@ -144,7 +144,7 @@ class RegistryGroup(click.Group):
             raise CommandError(describe(err)) from err
 
 
-def _resolve_home(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+def _absolute(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
     return None if value is None else value.expanduser().absolute()
 
 
@@ -157,14 +157,14 @@ def _resolve_home(ctx: click.Context, param: click.Parameter, value: Path | None
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
     envvar="RUNE_HOME",
-    callback=_resolve_home,
+    callback=_absolute,
     help="Registry home: adapters in HOME/adapters, metadata in HOME/adapter_registry.db "
     "[env RUNE_HOME; default ~/.rune].",
 )
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
-    callback=_resolve_home,
+    callback=_absolute,
     help="Adapter root directory, alone (overrides the home's).",
 )
 @click.option(
