@@ -1,16 +1,36 @@
 from __future__ import annotations
 
+import itertools
 import os
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from adapter_registry import AdapterRecord, AdapterRegistry
 
 from lora_factory import lora_bytes, lora_config
+from postgres import PostgresServer
+
+#: Every test that takes the `backend` fixture (the registry fixtures do) runs on each of these,
+#: unless its module narrows them with a BACKENDS list of its own.
+BACKENDS = ["sqlite", "postgresql"]
+_databases = itertools.count()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", getattr(metafunc.module, "BACKENDS", BACKENDS))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole run, started on first use."""
+    with PostgresServer() as server:
+        yield server
 
 
 @pytest.fixture
@@ -19,8 +39,17 @@ def home(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def registry(home: Path) -> Iterator[AdapterRegistry]:
-    reg = AdapterRegistry(root=home / "adapters", db_url=f"sqlite:///{home / 'registry.db'}")
+def db_url(request: pytest.FixtureRequest, backend: str, home: Path) -> str:
+    """A fresh, empty database of the backend under test."""
+    if backend == "sqlite":
+        return f"sqlite:///{home / 'registry.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database(f"t{os.getpid()}_{next(_databases)}")
+
+
+@pytest.fixture
+def registry(home: Path, db_url: str) -> Iterator[AdapterRegistry]:
+    reg = AdapterRegistry(root=home / "adapters", db_url=db_url)
     yield reg
     reg.close()
 
@@ -39,10 +68,19 @@ def store_one(registry: AdapterRegistry) -> Any:
     return store
 
 
+def raw_sql(registry: AdapterRegistry, sql: str, **params: Any) -> list[Any]:
+    """Run SQL on the registry's database through a connection of its own, as anyone could."""
+    engine = create_engine(registry.db_url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(sql), params)
+            return list(result) if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
 def rows(registry: AdapterRegistry) -> int:
-    db = registry.db_url.removeprefix("sqlite:///")
-    with sqlite3.connect(db) as conn:
-        return int(conn.execute("SELECT count(*) FROM adapter_records").fetchone()[0])
+    return int(raw_sql(registry, "SELECT count(*) FROM adapter_records")[0][0])
 
 
 def entries(registry: AdapterRegistry) -> list[str]:

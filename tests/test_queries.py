@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import text
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Session
 
 from adapter_registry import (
@@ -19,6 +21,7 @@ from adapter_registry import (
     AdapterRecord,
     AdapterRegistry,
     InvalidAdapterError,
+    queries,
 )
 
 from lora_factory import lora_bytes, lora_config
@@ -87,8 +90,19 @@ def test_best_for_task_filters_by_base_model(store_one: Any, registry: AdapterRe
     assert registry.query_best_for_task("bug-fix", base_model_id="org/none") is None
 
 
-def test_best_for_task_uses_its_partial_index(store_one: Any, registry: AdapterRegistry) -> None:
+def test_best_for_task_uses_its_partial_index(
+    store_one: Any, registry: AdapterRegistry, backend: str
+) -> None:
     store_one()
+    if backend == "postgresql":
+        best = queries.BEST.params(task_type="bug-fix")
+        sql = best.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+        with registry._db.engine.connect() as conn:  # a planner free to choose, but for scans
+            conn.execute(text("SET enable_seqscan = off"))
+            plan = " ".join(r[0] for r in conn.execute(text(f"EXPLAIN {sql}")))
+        assert "ix_adapter_records_best" in plan
+        assert "Sort" not in plan, "the index already gives the ranking order"
+        return
     emitted: list[str] = []
     reader = registry._db._raw
     assert reader is not None, "SQLite reads take the raw driver path"

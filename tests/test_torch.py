@@ -28,6 +28,9 @@ BASE = "tiny/qwen2-2layer"
 TOKENS = torch.tensor([[1, 5, 9, 42, 7, 3, 99, 12]])
 META = {"task_type": "bug-fix", "source": "manual", "session_id": "torch-tests"}
 
+#: Loading reads the record through the same API on either backend; the bytes are what matter.
+BACKENDS = ["sqlite"]
+
 
 def base_model(seed: int = 0) -> Qwen2ForCausalLM:
     config = Qwen2Config(

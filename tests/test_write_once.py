@@ -4,13 +4,15 @@ filesystem that refuses to replace, and a database that refuses even raw SQL."""
 from __future__ import annotations
 
 import os
-import sqlite3
 import stat
 from typing import Any
 
 import pytest
+from sqlalchemy import exc as sa_exc
 
 from adapter_registry import AdapterAlreadyExistsError, AdapterRegistry, _core
+
+from conftest import raw_sql
 
 # (name, type, not null, default, primary key) as the spec's table gives them, + config_hash.
 SPEC_COLUMNS = [
@@ -37,25 +39,41 @@ SPEC_COLUMNS = [
 MUTABLE = {"pass_rate": 0.5, "fitness_score": 2.0, "is_archived": 1}
 
 
-def connect(registry: AdapterRegistry) -> sqlite3.Connection:
-    return sqlite3.connect(registry.db_url.removeprefix("sqlite:///"), isolation_level=None)
+# The same table on PostgreSQL: SQLite's 64-bit INTEGER and REAL as BIGINT and DOUBLE PRECISION.
+POSTGRES_TYPES = {"TEXT": "text", "INTEGER": "bigint", "REAL": "double precision"}
 
 
-def test_the_table_is_the_specs(registry: AdapterRegistry) -> None:
-    with connect(registry) as conn:
-        columns = [
-            (n, t, nn, d, pk)
-            for _, n, t, nn, d, pk in conn.execute("PRAGMA table_info(adapter_records)")
+def table_columns(registry: AdapterRegistry, backend: str) -> list[tuple[Any, ...]]:
+    if backend == "sqlite":
+        return [tuple(r[1:]) for r in raw_sql(registry, "PRAGMA table_info(adapter_records)")]
+    rows = raw_sql(
+        registry,
+        "SELECT c.column_name, c.data_type, c.is_nullable, c.column_default, "
+        "coalesce(k.constraint_name IS NOT NULL, false) FROM information_schema.columns c "
+        "LEFT JOIN information_schema.key_column_usage k ON k.table_name = c.table_name "
+        "AND k.column_name = c.column_name WHERE c.table_name = 'adapter_records' "
+        "ORDER BY c.ordinal_position",
+    )
+    return [(n, t, int(nullable == "NO"), d, int(pk)) for n, t, nullable, d, pk in rows]
+
+
+def test_the_table_is_the_specs(registry: AdapterRegistry, backend: str) -> None:
+    columns = table_columns(registry, backend)
+    if backend == "sqlite":
+        assert columns == SPEC_COLUMNS
+        assert raw_sql(registry, "PRAGMA journal_mode")[0][0] == "wal"
+        index_sql = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+    else:
+        expected = [
+            (n, "integer" if n == "is_archived" else POSTGRES_TYPES[t], nn, d, pk)
+            for n, t, nn, d, pk in SPEC_COLUMNS
         ]
-        indexes = {row[1]: row for row in conn.execute("PRAGMA index_list(adapter_records)")}
-        indexed = {
-            name: [r[2] for r in conn.execute(f"PRAGMA index_info({name})")] for name in indexes
-        }
-        journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
-    assert columns == SPEC_COLUMNS
-    assert indexed["ix_adapter_records_task_type"] == ["task_type"]
-    assert indexed["ix_adapter_records_training_task_hash"] == ["training_task_hash"]
-    assert journal == "wal"
+        assert columns == expected
+        index_sql = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'adapter_records'"
+    indexes = {name: sql for name, sql in raw_sql(registry, index_sql)}
+    assert "(task_type)" in indexes["ix_adapter_records_task_type"]
+    assert "(training_task_hash)" in indexes["ix_adapter_records_training_task_hash"]
+    assert "is_archived = 0" in indexes["ix_adapter_records_best"]
 
 
 @pytest.mark.parametrize(
@@ -67,8 +85,11 @@ def test_raw_sql_cannot_update_an_immutable_column(
     store_one: Any, registry: AdapterRegistry, column: str, value: Any
 ) -> None:
     record = store_one()
-    with connect(registry) as conn, pytest.raises(sqlite3.IntegrityError, match="write-once"):
-        conn.execute(f"UPDATE adapter_records SET {column} = ? WHERE id = ?", (value, record.id))
+    if value == "x" and column in ("version", "rank", "file_size_bytes", "generation"):
+        value = 12345  # a typed database would refuse text here before any trigger
+    with pytest.raises(sa_exc.IntegrityError, match="write-once"):
+        raw_sql(registry, f"UPDATE adapter_records SET {column} = :v WHERE id = :id",
+                v=value, id=record.id)  # fmt: skip
     assert registry.retrieve_by_id(record.id) == record
 
 
@@ -76,34 +97,47 @@ def test_raw_sql_can_update_the_evaluation_columns(
     store_one: Any, registry: AdapterRegistry
 ) -> None:
     record = store_one()
-    with connect(registry) as conn:
-        for column, value in MUTABLE.items():
-            conn.execute(
-                f"UPDATE adapter_records SET {column} = ? WHERE id = ?", (value, record.id)
-            )
+    for column, value in MUTABLE.items():
+        raw_sql(registry, f"UPDATE adapter_records SET {column} = :v WHERE id = :id",
+                v=value, id=record.id)  # fmt: skip
     after = registry.retrieve_by_id(record.id)
     assert (after.pass_rate, after.fitness_score, after.is_archived) == (0.5, 2.0, True)
 
 
-def test_raw_sql_cannot_delete(store_one: Any, registry: AdapterRegistry) -> None:
+@pytest.mark.parametrize("verb", ["DELETE FROM adapter_records", "TRUNCATE adapter_records"])
+def test_raw_sql_cannot_delete(
+    store_one: Any, registry: AdapterRegistry, backend: str, verb: str
+) -> None:
     record = store_one()
-    with connect(registry) as conn, pytest.raises(sqlite3.IntegrityError, match="never deleted"):
-        conn.execute("DELETE FROM adapter_records")
+    if verb.startswith("TRUNCATE") and backend == "sqlite":
+        verb = "DELETE FROM adapter_records WHERE 1"  # SQLite's truncate optimization
+    with pytest.raises(sa_exc.IntegrityError, match="never deleted"):
+        raw_sql(registry, verb)
     assert registry.retrieve_by_id(record.id) == record
 
 
-@pytest.mark.parametrize("verb", ["INSERT OR REPLACE", "REPLACE"])
-def test_raw_sql_cannot_replace_a_row(store_one: Any, registry: AdapterRegistry, verb: str) -> None:
+_COPY = (
+    "SELECT id, version, task_type, base_model_id, rank, created_at, file_path, '0000', "
+    "file_size_bytes, pass_rate, fitness_score, source, session_id, is_archived, parent_ids, "
+    "generation, training_task_hash, agent_id, config_hash FROM adapter_records WHERE id = :id"
+)
+REPLACING = {
+    "sqlite": [f"INSERT OR REPLACE INTO adapter_records ({{}}) {_COPY}",
+               f"REPLACE INTO adapter_records ({{}}) {_COPY}"],
+    "postgresql": [f"INSERT INTO adapter_records ({{}}) {_COPY} "
+                   "ON CONFLICT (id) DO UPDATE SET file_hash = EXCLUDED.file_hash"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("form", [0, 1])
+def test_raw_sql_cannot_replace_a_row(
+    store_one: Any, registry: AdapterRegistry, backend: str, form: int
+) -> None:
     record = store_one()
+    statements = REPLACING[backend]
     columns = ", ".join(name for name, *_ in SPEC_COLUMNS)
-    with connect(registry) as conn, pytest.raises(sqlite3.IntegrityError, match="write-once"):
-        conn.execute(
-            f"{verb} INTO adapter_records ({columns}) SELECT id, version, task_type, "
-            "base_model_id, rank, created_at, file_path, '0000', file_size_bytes, pass_rate, "
-            "fitness_score, source, session_id, is_archived, parent_ids, generation, "
-            "training_task_hash, agent_id, config_hash FROM adapter_records WHERE id = ?",
-            (record.id,),
-        )
+    with pytest.raises(sa_exc.IntegrityError, match="write-once"):
+        raw_sql(registry, statements[form % len(statements)].format(columns), id=record.id)
     assert registry.retrieve_by_id(record.id) == record
 
 

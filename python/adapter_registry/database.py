@@ -2,8 +2,9 @@
 
 SQLite is tuned for many writer processes on one host: WAL, a busy timeout, and write
 transactions that begin ``IMMEDIATE`` (a deferred transaction that reads and then writes can
-fail on a stale snapshot, which the busy timeout does not cover). Triggers make the table
-write-once even for raw SQL.
+fail on a stale snapshot, which the busy timeout does not cover). PostgreSQL needs no such
+care: every write is a single statement. On both, the schema (with triggers that make the
+table write-once even for raw SQL) comes from the migrations (``schema.py``).
 """
 
 from __future__ import annotations
@@ -23,36 +24,15 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql import Select
 
+from . import schema
 from .errors import AdapterStorageError
-from .record import MUTABLE_COLUMNS, AdapterRecord
+from .record import AdapterRecord
 
 __all__ = ["Database"]
 
 TABLE = AdapterRecord.__table__  # type: ignore[attr-defined]
 BUSY_TIMEOUT_MS = 60_000
 _WRITE = "adapter_registry_write"
-REPLACE_MESSAGE = "adapter_records is write-once: that id is already registered"
-IMMUTABLE_MESSAGE = (
-    "adapter_records is write-once: only pass_rate, fitness_score and is_archived may change"
-)
-
-
-def _sqlite_triggers() -> list[str]:
-    immutable = [c.name for c in TABLE.columns if c.name not in MUTABLE_COLUMNS]
-    changed = " OR ".join(f"NEW.{name} IS NOT OLD.{name}" for name in immutable)
-    return [
-        f"""CREATE TRIGGER IF NOT EXISTS adapter_records_write_once
-        BEFORE UPDATE ON adapter_records FOR EACH ROW WHEN {changed}
-        BEGIN SELECT RAISE(ABORT, '{IMMUTABLE_MESSAGE}'); END""",
-        # INSERT OR REPLACE deletes the old row without firing DELETE triggers: refuse it here.
-        f"""CREATE TRIGGER IF NOT EXISTS adapter_records_no_replace
-        BEFORE INSERT ON adapter_records FOR EACH ROW
-        WHEN EXISTS (SELECT 1 FROM adapter_records WHERE id = NEW.id)
-        BEGIN SELECT RAISE(ABORT, '{REPLACE_MESSAGE}'); END""",
-        """CREATE TRIGGER IF NOT EXISTS adapter_records_no_delete
-        BEFORE DELETE ON adapter_records FOR EACH ROW
-        BEGIN SELECT RAISE(ABORT, 'adapter_records is write-once: rows are never deleted'); END""",
-    ]
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -126,15 +106,34 @@ def _storage_error(url: URL, cause: BaseException | None) -> AdapterStorageError
 class Database:
     """An engine for reads and a view of it whose transactions take the write lock up front."""
 
-    def __init__(self, url: str | URL) -> None:
-        parsed = make_url(url)
-        self.dialect = parsed.get_backend_name()
-        if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self,
+        url: str | URL,
+        pool_size: int = 5,
+        pool_timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
         try:
-            self.engine = create_engine(parsed)
-        except (sa_exc.ArgumentError, ImportError) as err:
+            parsed = make_url(url)
+        except sa_exc.ArgumentError as err:
             raise AdapterStorageError(f"database URL {url!r} cannot be used: {err}") from err
+        self.dialect = parsed.get_backend_name()
+        options: dict[str, Any] = {"pool_timeout": pool_timeout}
+        if self.dialect == "sqlite":
+            if parsed.database not in (None, "", ":memory:"):
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            options["connect_args"] = {"timeout": BUSY_TIMEOUT_MS / 1000}
+        else:
+            # A server may restart under us: test each pooled connection before handing it out.
+            options["pool_pre_ping"] = True
+            options["connect_args"] = {"connect_timeout": max(1, round(connect_timeout))}
+        if self.dialect != "sqlite" or parsed.database not in (None, "", ":memory:"):
+            options["pool_size"] = pool_size
+        try:
+            self.engine = create_engine(parsed, **options)
+        except (sa_exc.ArgumentError, ImportError) as err:
+            hint = " (pip install 'adapter-registry[postgres]')" if "psycopg" in str(err) else ""
+            raise AdapterStorageError(f"database URL {url!r} cannot be used: {err}{hint}") from err
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
         self.write_engine = self.engine.execution_options(**{_WRITE: True})
@@ -145,11 +144,8 @@ class Database:
         self._compiled: dict[int, tuple[Select[Any], str, tuple[str, ...], dict[str, Any]]] = {}
 
     def _create_schema(self) -> None:
-        with self.write() as conn:
-            TABLE.metadata.create_all(conn, tables=[TABLE])
-            if self.dialect == "sqlite":
-                for ddl in _sqlite_triggers():
-                    conn.exec_driver_sql(ddl)
+        with self._translated():
+            schema.ensure(self.engine, self.write_engine)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

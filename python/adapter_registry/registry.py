@@ -44,6 +44,9 @@ from .reports import RecoveryReport, VerifyReport
 
 __all__ = ["AdapterRegistry", "default_home"]
 
+#: The database URL used when none is given (else SQLite under RUNE_HOME).
+DB_URL_ENV = "RUNE_DB_URL"
+
 #: Set to "1" to publish with the exclusive-claim scheme instead of renameat2 (for testing the
 #: path that filesystems without RENAME_NOREPLACE take).
 FORCE_CLAIM_ENV = "ADAPTER_REGISTRY_FORCE_CLAIM"
@@ -101,12 +104,24 @@ def _record(values: Sequence[Any]) -> AdapterRecord:
 class AdapterRegistry:
     """A write-once store of LoRA adapters: files under ``root``, metadata in a database.
 
-    ``root`` defaults to ``$RUNE_HOME/adapters`` and ``db_url`` to SQLite at
-    ``$RUNE_HOME/adapter_registry.db`` (``RUNE_HOME`` defaults to ``~/.rune``). Any SQLAlchemy
-    URL works for ``db_url``. Both are created on first use.
+    ``root`` defaults to ``$RUNE_HOME/adapters`` and ``db_url`` to ``$RUNE_DB_URL``, else SQLite
+    at ``$RUNE_HOME/adapter_registry.db`` (``RUNE_HOME`` defaults to ``~/.rune``). ``db_url`` is
+    a SQLite URL (one host) or ``postgresql+psycopg://...`` (many hosts sharing one root: see
+    the README). Both are created on first use; the schema is brought to this release's.
+
+    ``pool_size``, ``pool_timeout`` (seconds to wait for a pooled connection) and
+    ``connect_timeout`` (seconds to reach a database server) tune the connection pool.
     """
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, db_url: str | None = None):
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        db_url: str | None = None,
+        *,
+        pool_size: int = 5,
+        pool_timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+    ):
         home = default_home()
         self.root = Path(root if root is not None else home / "adapters").expanduser().resolve()
         try:
@@ -115,13 +130,17 @@ class AdapterRegistry:
             raise AdapterStorageError(
                 err.errno, f"adapter root {self.root} cannot be created: {err.strerror}"
             ) from err
+        if db_url is None:
+            db_url = os.environ.get(DB_URL_ENV) or None
         url = (
             db_url
             if db_url is not None
             else URL.create("sqlite", database=str(home / "adapter_registry.db"))
         )
         self.db_url = str(url)
-        self._db = Database(url)
+        self._db = Database(
+            url, pool_size=pool_size, pool_timeout=pool_timeout, connect_timeout=connect_timeout
+        )
 
     def close(self) -> None:
         self._db.dispose()
