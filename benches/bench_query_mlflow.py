@@ -30,7 +30,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import bench_query
 import pytest
 from mlflow import MlflowClient
 from mlflow.store.model_registry.dbmodels.models import (
@@ -42,6 +41,7 @@ from sqlalchemy import create_engine, insert, select, update
 
 from adapter_registry import AdapterRegistry
 
+import bench_query
 from conftest import run_pedantic
 
 GROUP = "query_best_for_task vs MLflow search_model_versions, 100k records (per call)"
