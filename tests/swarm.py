@@ -1,5 +1,6 @@
 """The processes of the swarm test: writers, readers and evaluators on one root and one
-database. Each returns what it saw (latencies, errors) for the test to judge and report."""
+database (on PostgreSQL, separate processes stand in for separate hosts). Each returns what it
+saw (latencies, errors) for the test to judge and report."""
 
 from __future__ import annotations
 
@@ -22,12 +23,14 @@ def log_uniform_size(rng: random.Random) -> int:
     return round(math.exp(rng.uniform(math.log(MIN_SIZE), math.log(MAX_SIZE))))
 
 
-def writer(home: str, worker: int, count: int, race_id: str, start: Any) -> dict[str, Any]:
+def writer(
+    home: str, db_url: str, worker: int, count: int, race_id: str, start: Any
+) -> dict[str, Any]:
     """Store `count` adapters (every fourth a child of this writer's previous one); the planted
     race id is this writer's first store (the loser stores under a fresh id instead)."""
     rng = random.Random(worker)
     sources = [lora_of_size(log_uniform_size(rng), seed=worker * 100 + i) for i in range(6)]
-    registry = open_registry(home)
+    registry = open_registry(home, db_url)
     ids: list[str] = []
     latencies: list[float] = []
     errors: list[str] = []
@@ -67,9 +70,9 @@ def writer(home: str, worker: int, count: int, race_id: str, start: Any) -> dict
                                              for i in range(len(ids)))}  # fmt: skip
 
 
-def reader(home: str, start: Any, stop: Any) -> dict[str, Any]:
+def reader(home: str, db_url: str, start: Any, stop: Any) -> dict[str, Any]:
     """Ask for the best adapter of each task type, round and round, until told to stop."""
-    registry = open_registry(home)
+    registry = open_registry(home, db_url)
     latencies: list[float] = []
     errors: list[str] = []
     start.wait()
@@ -86,10 +89,10 @@ def reader(home: str, start: Any, stop: Any) -> dict[str, Any]:
     return {"latencies": latencies, "errors": errors}
 
 
-def evaluator(home: str, seed: int, start: Any, stop: Any) -> dict[str, Any]:
+def evaluator(home: str, db_url: str, seed: int, start: Any, stop: Any) -> dict[str, Any]:
     """Score adapters as they appear, until told to stop."""
     rng = random.Random(seed)
-    registry = open_registry(home)
+    registry = open_registry(home, db_url)
     updates = 0
     errors: list[str] = []
     start.wait()

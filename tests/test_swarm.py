@@ -28,21 +28,22 @@ def p99(values: list[float]) -> float:
 
 
 @pytest.mark.stress
-def test_a_swarm_of_writers_readers_and_evaluators(tmp_path: Path) -> None:
+def test_a_swarm_of_writers_readers_and_evaluators(tmp_path: Path, db_url: str) -> None:
     home = str(tmp_path)
-    open_registry(home).close()
+    open_registry(home, db_url).close()
     race_id = str(uuid.uuid4())
     ctx = multiprocessing.get_context("spawn")
     with ctx.Manager() as manager, ctx.Pool(WRITERS + READERS + EVALUATORS) as pool:
         start = manager.Barrier(WRITERS + READERS + EVALUATORS + 1)
         stop = manager.Event()
         writers = [
-            pool.apply_async(writer, (home, w, PER_WRITER, race_id if w < 2 else "", start))
+            pool.apply_async(writer, (home, db_url, w, PER_WRITER, race_id if w < 2 else "", start))
             for w in range(WRITERS)
         ]
-        readers = [pool.apply_async(reader, (home, start, stop)) for _ in range(READERS)]
+        readers = [pool.apply_async(reader, (home, db_url, start, stop)) for _ in range(READERS)]
         evaluators = [
-            pool.apply_async(evaluator, (home, seed, start, stop)) for seed in range(EVALUATORS)
+            pool.apply_async(evaluator, (home, db_url, seed, start, stop))
+            for seed in range(EVALUATORS)
         ]
         start.wait()
         began = time.perf_counter()
@@ -59,7 +60,7 @@ def test_a_swarm_of_writers_readers_and_evaluators(tmp_path: Path) -> None:
     total = WRITERS * PER_WRITER
     assert len(ids) == len(set(ids)) == total and race_id in ids
 
-    registry = open_registry(home)
+    registry = open_registry(home, db_url)
     assert rows(registry) == total
     assert sorted(e for e in os.listdir(registry.root) if not e.startswith(".")) == sorted(ids)
     assert os.listdir(registry.root / ".staging") == []
@@ -76,6 +77,7 @@ def test_a_swarm_of_writers_readers_and_evaluators(tmp_path: Path) -> None:
     store_latencies = [t for w in stored for t in w["latencies"]]
     query_latencies = [t for r in read for t in r["latencies"]]
     figures = {
+        "database": db_url.split(":", 1)[0],
         "adapters": total,
         "megabytes": round(sum(w["bytes"] for w in stored) / 1e6, 1),
         "seconds": round(seconds, 2),

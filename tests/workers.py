@@ -10,8 +10,11 @@ from adapter_registry import AdapterAlreadyExistsError, AdapterRegistry
 from lora_factory import lora_bytes, lora_config
 
 
-def open_registry(home: str) -> AdapterRegistry:
-    return AdapterRegistry(root=f"{home}/adapters", db_url=f"sqlite:///{home}/registry.db")
+def open_registry(home: str, db_url: str | None = None) -> AdapterRegistry:
+    """The registry under `home`: its SQLite database, or the one at `db_url`."""
+    return AdapterRegistry(
+        root=f"{home}/adapters", db_url=db_url or f"sqlite:///{home}/registry.db"
+    )
 
 
 def store_many(home: str, worker: int, count: int) -> list[str]:
