@@ -6,7 +6,7 @@ is the throughput ratio. Target: 1.5x.
 The worker processes are started, have imported the package and opened the registry in
 setup(), and then wait on their standard input; a call writes the start signal to each and
 returns when every one has answered that it is done, so interpreter start-up is not measured.
-A worker is this file run as a script: `python bench_swarm.py WORKDIR INDEX`."""
+A worker is this file run as a script: `python bench_swarm.py WORKDIR INDEX [DB_URL]`."""
 
 from __future__ import annotations
 
@@ -29,14 +29,16 @@ TOTAL, PROCESSES = 80, 8
 SOURCES = 8  # distinct adapter directories the workers take turns storing
 
 
-def open_registry(workdir: Path) -> AdapterRegistry:
-    return AdapterRegistry(root=workdir / "adapters", db_url=f"sqlite:///{workdir / 'r.db'}")
+def open_registry(workdir: Path, db_url: str | None = None) -> AdapterRegistry:
+    return AdapterRegistry(
+        root=workdir / "adapters", db_url=db_url or f"sqlite:///{workdir / 'r.db'}"
+    )
 
 
 class Worker:
-    def __init__(self, workdir: Path, index: int) -> None:
+    def __init__(self, workdir: Path, index: int, db_url: str = "") -> None:
         self.process = subprocess.Popen(
-            [sys.executable, __file__, str(workdir), str(index)],
+            [sys.executable, __file__, str(workdir), str(index), db_url],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -97,9 +99,9 @@ def test_swarm_store(benchmark: Any, args: Any, contender: Any) -> None:
     assert run_pedantic(benchmark, sys.modules[__name__], contender, args) == TOTAL
 
 
-def worker(workdir: Path, index: int) -> None:
+def worker(workdir: Path, index: int, db_url: str | None) -> None:
     """Store `count` adapters for each count read from stdin; answer `done <stored>`."""
-    registry = open_registry(workdir)
+    registry = open_registry(workdir, db_url)
     sources = [workdir / "src" / str(i) for i in range(SOURCES)]
     print("ready", flush=True)
     stored = 0
@@ -118,4 +120,4 @@ def worker(workdir: Path, index: int) -> None:
 
 
 if __name__ == "__main__":
-    worker(Path(sys.argv[1]), int(sys.argv[2]))
+    worker(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)

@@ -37,6 +37,8 @@ MODULES = [
     "bench_small_store",
     "bench_swarm",
     "bench_import",
+    "bench_pg_store",
+    "bench_pg_query",
 ]
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 

@@ -72,7 +72,8 @@ class PostgresServer:
         return self
 
     def stop(self, mode: str = "fast") -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+        if (self.data / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def __enter__(self) -> PostgresServer:
         return self.start()

@@ -10,9 +10,6 @@ table write-once even for raw SQL) comes from the migrations (``schema.py``).
 from __future__ import annotations
 
 import errno
-import os
-import queue
-import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,14 +21,14 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql import Select
 
-from . import schema
+from . import fast_reads, schema
 from .errors import AdapterStorageError
 from .record import AdapterRecord
 
 __all__ = ["Database"]
 
 TABLE = AdapterRecord.__table__  # type: ignore[attr-defined]
-BUSY_TIMEOUT_MS = 60_000
+BUSY_TIMEOUT_MS = fast_reads.BUSY_TIMEOUT_MS
 _WRITE = "adapter_registry_write"
 
 
@@ -53,45 +50,6 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-class _RawReader:
-    """A pool of sqlite3 connections for the hot read path: a SELECT on the driver itself,
-    without the ORM's per-call work. Each statement is its own snapshot (autocommit). The pool
-    holds as many connections as reads ever ran at once; the file is never created by a read."""
-
-    def __init__(self, path: Path) -> None:
-        self._uri = f"{path.resolve().as_uri()}?mode=rw"
-        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
-        self._pid = os.getpid()
-        self._closed = False
-
-    def fetch(self, sql: str, args: Sequence[Any]) -> list[Any]:
-        if self._pid != os.getpid():  # a forked child never shares its parent's connections
-            self._idle, self._pid = queue.SimpleQueue(), os.getpid()
-        try:
-            conn = self._idle.get_nowait()
-        except queue.Empty:
-            if self._closed:
-                raise AdapterStorageError("the registry is closed") from None
-            conn = sqlite3.connect(self._uri, uri=True, isolation_level=None,
-                                   check_same_thread=False)  # fmt: skip
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        try:
-            return conn.execute(sql, args).fetchall()
-        finally:
-            if self._closed:
-                conn.close()
-            else:
-                self._idle.put(conn)
-
-    def close(self) -> None:
-        self._closed = True
-        while True:
-            try:
-                self._idle.get_nowait().close()
-            except queue.Empty:
-                return
-
-
 #: SQLite's result codes that have an errno of the same meaning.
 _SQLITE_ERRNO = {13: errno.ENOSPC, 8: errno.EROFS, 10: errno.EIO}  # FULL, READONLY, IOERR
 
@@ -99,7 +57,7 @@ _SQLITE_ERRNO = {13: errno.ENOSPC, 8: errno.EROFS, 10: errno.EIO}  # FULL, READO
 def _storage_error(url: URL, cause: BaseException | None) -> AdapterStorageError:
     code = getattr(cause, "sqlite_errorcode", None)
     number = _SQLITE_ERRNO.get(code & 0xFF) if isinstance(code, int) else None
-    message = f"database {url!r}: {cause}"
+    message = f"database {url!r}: {' '.join(str(cause).split())}"  # one line
     return AdapterStorageError(number, message) if number else AdapterStorageError(message)
 
 
@@ -138,9 +96,7 @@ class Database:
             _configure_sqlite(self.engine)
         self.write_engine = self.engine.execution_options(**{_WRITE: True})
         self._create_schema()
-        path = parsed.database if self.dialect == "sqlite" else None
-        file_db = path is not None and path not in ("", ":memory:")
-        self._raw = _RawReader(Path(path).expanduser()) if path and file_db else None
+        self._raw = fast_reads.reader_for(parsed, connect_timeout)
         self._compiled: dict[int, tuple[Select[Any], str, tuple[str, ...], dict[str, Any]]] = {}
 
     def _create_schema(self) -> None:
@@ -153,7 +109,8 @@ class Database:
             yield conn
 
     def fetch(self, stmt: Select[Any], **params: Any) -> Sequence[Sequence[Any]]:
-        """Rows of a read statement. On SQLite, its compiled text runs on the raw driver."""
+        """Rows of a read statement: its compiled text run on the raw driver (fast_reads.py),
+        or through SQLAlchemy where there is no raw reader or the statement needs it."""
         if self._raw is not None:
             compiled = self._compiled.get(id(stmt))
             if compiled is None or compiled[0] is not stmt:
@@ -162,10 +119,9 @@ class Database:
                 self._compiled[id(stmt)] = compiled
             _, sql, names, defaults = compiled
             if "POSTCOMPILE" not in sql:  # expanding IN lists need SQLAlchemy
-                args = [params[n] if n in params else defaults[n] for n in names]
                 try:
-                    return self._raw.fetch(sql, args)
-                except sqlite3.Error as err:
+                    return self._raw.fetch(sql, names, {**defaults, **params})
+                except self._raw.errors as err:
                     raise _storage_error(self.engine.url, err) from err
         with self.read() as conn:
             return [tuple(row) for row in conn.execute(stmt, params)]

@@ -29,11 +29,14 @@ BY_TASK_LIVE = _TASK.where(_LIVE).order_by(*_ORDER)
 
 _EVALUATED = _TASK.where(_LIVE, TABLE.c.fitness_score.is_not(None))
 _RANKING = (TABLE.c.fitness_score.desc(), *_ORDER)
-BEST = _EVALUATED.order_by(*_RANKING).limit(1)
+# LIMIT 1 written out: as a bound parameter, PostgreSQL's generic plan for the prepared
+# statement would not know how few rows are wanted.
+_ONE = literal_column("1")
+BEST = _EVALUATED.order_by(*_RANKING).limit(_ONE)
 BEST_FOR_BASE = (
     _EVALUATED.where(TABLE.c.base_model_id == bindparam("base_model_id"))
     .order_by(*_RANKING)
-    .limit(1)
+    .limit(_ONE)
 )
 
 LIST_ALL = _ALL.order_by(*_ORDER)
