@@ -6,7 +6,7 @@ compiled text on a raw driver connection, which keeps the hot queries close to r
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, literal_column, select
+from sqlalchemy import ColumnClause, bindparam, literal_column, select
 
 from .record import AdapterRecord
 
@@ -31,7 +31,7 @@ _EVALUATED = _TASK.where(_LIVE, TABLE.c.fitness_score.is_not(None))
 _RANKING = (TABLE.c.fitness_score.desc(), *_ORDER)
 # LIMIT 1 written out: as a bound parameter, PostgreSQL's generic plan for the prepared
 # statement would not know how few rows are wanted.
-_ONE = literal_column("1")
+_ONE: ColumnClause[int] = literal_column("1")
 BEST = _EVALUATED.order_by(*_RANKING).limit(_ONE)
 BEST_FOR_BASE = (
     _EVALUATED.where(TABLE.c.base_model_id == bindparam("base_model_id"))
