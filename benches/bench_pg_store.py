@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bench_swarm import PROCESSES, SOURCES, TOTAL, Worker, open_registry, run
 
+from bench_swarm import PROCESSES, SOURCES, TOTAL, Worker, open_registry, run
 from conftest import lora_dir, run_pedantic
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))

@@ -37,6 +37,7 @@ MODULES = [
     "bench_small_store",
     "bench_swarm",
     "bench_import",
+    "bench_cli_start",
     "bench_pg_store",
     "bench_pg_query",
 ]
