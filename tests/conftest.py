@@ -15,6 +15,9 @@ from adapter_registry import AdapterRecord, AdapterRegistry
 from lora_factory import lora_bytes, lora_config
 from postgres import PostgresServer
 
+# No test reaches a hub: models are built from configs, nothing is downloaded.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 #: Every test that takes the `backend` fixture (the registry fixtures do) runs on each of these,
 #: unless its module narrows them with a BACKENDS list of its own.
 BACKENDS = ["sqlite", "postgresql"]

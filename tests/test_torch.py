@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -300,3 +301,34 @@ def test_every_safetensors_dtype_loads_as_safetensors_loads_it(
     for name, tensor in loaded.items():
         assert tensor.dtype == reference[name].dtype, name
         assert torch.equal(tensor.view(torch.uint8), reference[name].view(torch.uint8)), name
+
+
+def test_our_peft_calls_never_reach_for_a_hub(
+    registry: AdapterRegistry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The base model's name, tiny/qwen2-2layer, is shaped like a hub id: PEFT's own
+    save_pretrained looks it up unless hub access is off, and ours turns it off."""
+    import huggingface_hub.constants
+
+    from adapter_registry.torch import _offline
+
+    lookups: list[str] = []
+
+    def no_network(host: Any, *args: Any, **kwargs: Any) -> Any:
+        lookups.append(str(host))
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    model = lora_model(seed=1)
+    model.save_pretrained(tmp_path / "plain")  # PEFT's defaults, hub access on: it looks
+    assert lookups, "this PEFT no longer looks up the base model; the test needs a new probe"
+    lookups.clear()
+    with _offline():
+        model.save_pretrained(tmp_path / "offline")
+    record = registry.store_peft_model(model, **META)
+    registry.load_peft(base_model(), record.id)
+    assert lookups == []
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is False  # put back as it was

@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -113,6 +117,31 @@ def _model_device(model: Any) -> Any:
         return "cpu"
 
 
+@contextmanager
+def _offline() -> Iterator[None]:
+    """Hub access off for the PEFT and transformers calls we make: they are given verified bytes
+    and absolute paths, and must never turn a name like `org/model` into a download."""
+    saved = {name: os.environ.get(name) for name in _OFFLINE_ENV}
+    os.environ.update(dict.fromkeys(_OFFLINE_ENV, "1"))
+    constants: Any = sys.modules.get("huggingface_hub.constants")
+    was_offline = getattr(constants, "HF_HUB_OFFLINE", None)
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True  # read at call time by huggingface_hub
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if constants is not None:
+            constants.HF_HUB_OFFLINE = was_offline
+
+
+_OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
 def load_peft(
     registry: AdapterRegistry,
     base_model: Any,
@@ -146,34 +175,47 @@ def load_peft(
         )
         config = peft.PeftConfig.from_peft_type(**json.loads(config_bytes))
         config.inference_mode = not is_trainable
-        # Configs are built from the verified bytes and no hub id is ever passed: nothing here
-        # reaches for a hub.
-        if isinstance(base_model, peft.PeftModel):
-            name = adapter_name or adapter_id
-            base_model.add_adapter(name, config)
-            model = base_model
+        with _offline():  # built from the verified bytes; no hub id is ever passed either
+            return _attach(peft, base_model, config, tensors, adapter_id, adapter_name,
+                           is_trainable)  # fmt: skip
+
+
+def _attach(
+    peft: Any,
+    base_model: Any,
+    config: Any,
+    tensors: dict[str, Any],
+    adapter_id: str,
+    adapter_name: str | None,
+    is_trainable: bool,
+) -> Any:
+    """The adapter's config and verified tensors put into the model, or the model as it was."""
+    if isinstance(base_model, peft.PeftModel):
+        name = adapter_name or adapter_id
+        base_model.add_adapter(name, config)
+        model = base_model
+    else:
+        name = adapter_name or "default"
+        kind = peft.MODEL_TYPE_TO_PEFT_MODEL_MAPPING.get(config.task_type, peft.PeftModel)
+        model = kind(base_model, config, adapter_name=name)
+    try:
+        result = peft.set_peft_model_state_dict(model, tensors, adapter_name=name)
+        missing = [k for k in result.missing_keys if "lora_" in k and f".{name}." in k]
+        if missing or result.unexpected_keys:
+            raise InvalidAdapterError(
+                f"its tensors do not fit the model: missing {missing[:3]}, "
+                f"unexpected {list(result.unexpected_keys)[:3]}"
+            )
+    except Exception:
+        # Leave the caller's model as it was: never a half-loaded adapter in it.
+        if model is base_model:
+            model.delete_adapter(name)
         else:
-            name = adapter_name or "default"
-            kind = peft.MODEL_TYPE_TO_PEFT_MODEL_MAPPING.get(config.task_type, peft.PeftModel)
-            model = kind(base_model, config, adapter_name=name)
-        try:
-            result = peft.set_peft_model_state_dict(model, tensors, adapter_name=name)
-            missing = [k for k in result.missing_keys if "lora_" in k and f".{name}." in k]
-            if missing or result.unexpected_keys:
-                raise InvalidAdapterError(
-                    f"its tensors do not fit the model: missing {missing[:3]}, "
-                    f"unexpected {list(result.unexpected_keys)[:3]}"
-                )
-        except Exception:
-            # Leave the caller's model as it was: never a half-loaded adapter in it.
-            if model is base_model:
-                model.delete_adapter(name)
-            else:
-                model.unload()
-            raise
-        if not is_trainable:
-            model.eval()
-        return model
+            model.unload()
+        raise
+    if not is_trainable:
+        model.eval()
+    return model
 
 
 def store_peft_model(
@@ -183,7 +225,7 @@ def store_peft_model(
     _require("peft")
     if adapter_name not in getattr(peft_model, "peft_config", {}):
         raise InvalidAdapterError(f"the model has no adapter named {adapter_name!r}")
-    with tempfile.TemporaryDirectory(prefix="adapter-registry-export-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="adapter-registry-export-") as tmp, _offline():
         peft_model.save_pretrained(
             tmp, selected_adapters=[adapter_name], safe_serialization=True,
             save_embedding_layers=False,
