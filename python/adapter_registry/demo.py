@@ -581,6 +581,7 @@ def _serve_quietly(
 def _table(result: DemoResult, stream: TextIO) -> None:
     """The closing table: what the demo did and how fast."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from .cli.output import human_bytes
@@ -632,7 +633,7 @@ def _table(result: DemoResult, stream: TextIO) -> None:
             "logits identical" if se["identical"] else "logits DIFFER",
         )
     else:
-        table.add_row("serve", f"skipped: {se['reason']}", "", "")
+        table.add_row("serve", escape(f"skipped: {se['reason']}"), "", "")  # keeps "[torch]"
     table.add_row(
         "result",
         "",
