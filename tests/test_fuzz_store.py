@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from adapter_registry import AdapterRegistry
@@ -134,9 +134,12 @@ def test_configs_that_are_any_json_at_all(registry: AdapterRegistry, config: Any
     task_type=st.one_of(st.text(max_size=70), st.sampled_from(["bug-fix", "../x", "/etc", "a\0"])),
 )
 def test_ids_and_task_types(registry: AdapterRegistry, adapter_id: str, task_type: str) -> None:
-    outcome = store_or_refuse(registry, VALID, adapter_id=adapter_id, task_type=task_type)
     valid_id = adapter_id == str(uuid.UUID(adapter_id)) if _is_uuid4(adapter_id) else False
-    if outcome == "stored":
+    taken = valid_id and any(r.id == adapter_id for r in registry.list_all())
+    outcome = store_or_refuse(registry, VALID, adapter_id=adapter_id, task_type=task_type)
+    if taken:  # an id drawn twice: written once, then refused
+        assert outcome in ("AdapterAlreadyExistsError", "InvalidAdapterError")
+    elif outcome == "stored":
         assert valid_id and task_type.replace("-", "").isalnum() and task_type.islower()
     else:
         assert outcome == "InvalidAdapterError"
@@ -159,6 +162,9 @@ numbers = st.one_of(
 
 @FUZZ
 @given(pass_rate=numbers, fitness=numbers, version=numbers, generation=numbers)
+@example(pass_rate=None, fitness=None, version=None, generation=2**63)  # found at scale 5
+@example(pass_rate=None, fitness=None, version=2**63, generation=None)
+@example(pass_rate=None, fitness=None, version=2**63 - 1, generation=2**63 - 1)
 def test_numbers(
     registry: AdapterRegistry, pass_rate: Any, fitness: Any, version: Any, generation: Any
 ) -> None:

@@ -232,7 +232,7 @@ class AdapterRegistry:
             top_version = max(r.version for r in rows)
             top_generation = max(r.generation or 0 for r in rows)
         if version is None:
-            version = top_version + 1
+            version = validation.check_count("version", top_version + 1, 1)
         elif validation.check_count("version", version, 1) <= top_version:
             raise InvalidAdapterError(
                 f"version {version} must exceed its parents' highest version {top_version}"

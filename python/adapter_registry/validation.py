@@ -89,9 +89,15 @@ def check_fitness(value: Any) -> float | None:
     return None if value is None else _finite("fitness_score", value)
 
 
+#: The largest integer either database stores (SQLite's INTEGER, PostgreSQL's BIGINT).
+MAX_INTEGER = 2**63 - 1
+
+
 def check_count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidAdapterError(f"{name} {value!r} must be an integer >= {minimum}")
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_INTEGER:
+        raise InvalidAdapterError(
+            f"{name} {value!r} must be an integer from {minimum} to 2**63 - 1"
+        )
     return value
 
 
