@@ -29,7 +29,10 @@ def writer(
     """Store `count` adapters (every fourth a child of this writer's previous one); the planted
     race id is this writer's first store (the loser stores under a fresh id instead)."""
     rng = random.Random(worker)
-    sources = [lora_of_size(log_uniform_size(rng), seed=worker * 100 + i) for i in range(6)]
+    sources = [
+        lora_of_size(log_uniform_size(rng), seed=worker * 100 + i)
+        for i in range(SOURCES_PER_WRITER)
+    ]
     registry = open_registry(home, db_url)
     ids: list[str] = []
     latencies: list[float] = []
