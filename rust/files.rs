@@ -8,8 +8,9 @@ use std::path::Path;
 
 use crate::error::{CoreError, CoreResult};
 
-/// Mode of every published file: nobody writes an adapter after it is stored.
-pub const READ_ONLY: u32 = 0o444;
+/// Mode of every published file: nobody writes an adapter after it is stored. Exported to
+/// Python as `_core.SEALED_MODE`.
+pub const SEALED_MODE: u32 = 0o444;
 
 /// Open `path` for reading only if it is a regular file. `O_NONBLOCK` keeps a FIFO from
 /// blocking the open; `follow_links = false` refuses a symlink in the last component.
@@ -54,7 +55,7 @@ pub fn create_new(path: &Path) -> CoreResult<File> {
 
 /// Make a written file read-only and durable.
 pub fn seal(file: &File, path: &Path) -> CoreResult<()> {
-    file.set_permissions(fs::Permissions::from_mode(READ_ONLY))
+    file.set_permissions(fs::Permissions::from_mode(SEALED_MODE))
         .map_err(|e| CoreError::storage(path, "chmod 0444 of", e))?;
     file.sync_all()
         .map_err(|e| CoreError::storage(path, "fsync of", e))
@@ -137,7 +138,7 @@ mod tests {
         write_sealed(&p, b"abc").unwrap();
         assert_eq!(
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            READ_ONLY
+            SEALED_MODE
         );
         assert!(matches!(
             write_sealed(&p, b"x"),

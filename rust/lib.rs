@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 use error::{CoreError, CoreResult};
 use header::{Header, TensorInfo};
@@ -276,12 +277,63 @@ fn sweep_staging(py: Python<'_>, root: PathBuf) -> PyResult<Vec<String>> {
     Ok(off_gil(py, || staging::sweep_stale(&root))?)
 }
 
+/// The observer of a batch on the calling thread: it checks for signals and calls
+/// `progress(files_done, files_total, bytes_done)` at most every 50 ms and once at the end. An
+/// exception from either (Ctrl-C included) stops the batch and is raised by `finish`.
+struct PyObserver {
+    progress: Option<Py<PyAny>>,
+    last_report: Instant,
+    failure: Option<PyErr>,
+}
+
+impl PyObserver {
+    fn new(progress: Option<Py<PyAny>>) -> Self {
+        PyObserver {
+            progress,
+            last_report: Instant::now(),
+            failure: None,
+        }
+    }
+
+    fn observe(&mut self, p: verify::Progress) -> ControlFlow<()> {
+        let finished = p.files_done == p.files_total;
+        if !finished && self.last_report.elapsed() < Duration::from_millis(50) {
+            return ControlFlow::Continue(());
+        }
+        self.last_report = Instant::now();
+        let result = Python::attach(|py| -> PyResult<()> {
+            py.check_signals()?;
+            if let Some(cb) = &self.progress {
+                cb.call1(py, (p.files_done, p.files_total, p.bytes_done))?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                self.failure = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    }
+
+    fn finish<T>(self, outcome: Option<T>) -> PyResult<T> {
+        if let Some(e) = self.failure {
+            return Err(e);
+        }
+        outcome.ok_or_else(|| PyRuntimeError::new_err("verification cancelled"))
+    }
+}
+
+fn default_threads(threads: Option<usize>) -> usize {
+    threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// (verdict, sha256 or None, size or None, detail or None) for one verified file.
 type OutcomeTuple = (String, Option<String>, Option<u64>, Option<String>);
 
-/// Verify (path, expected sha256) pairs on `threads` threads (default: all cores). `progress`,
-/// if given, is called on this thread as `progress(items_done, items_total, bytes_done)`,
-/// at most every 50 ms and once at the end; an exception from it (or Ctrl-C) stops the batch.
+/// Verify (path, expected sha256) pairs on `threads` threads (default: all cores); see
+/// `PyObserver` for `progress`.
 #[pyfunction]
 #[pyo3(signature = (items, threads = None, progress = None))]
 fn verify_files(
@@ -290,41 +342,79 @@ fn verify_files(
     threads: Option<usize>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Vec<OutcomeTuple>> {
-    let threads =
-        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let mut failure: Option<PyErr> = None;
-    let mut last_report = Instant::now();
+    let threads = default_threads(threads);
+    let mut observer = PyObserver::new(progress);
     let outcomes = off_gil(py, || {
         Ok(verify::verify_batch(&items, threads, |p| {
-            let finished = p.items_done == p.items_total;
-            if !finished && last_report.elapsed() < Duration::from_millis(50) {
-                return ControlFlow::Continue(());
-            }
-            last_report = Instant::now();
-            let result = Python::attach(|py| -> PyResult<()> {
-                py.check_signals()?;
-                if let Some(cb) = &progress {
-                    cb.call1(py, (p.items_done, p.items_total, p.bytes_done))?;
-                }
-                Ok(())
-            });
-            match result {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(e) => {
-                    failure = Some(e);
-                    ControlFlow::Break(())
-                }
-            }
+            observer.observe(p)
         }))
     })?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    let outcomes = outcomes.ok_or_else(|| PyRuntimeError::new_err("verification cancelled"))?;
-    Ok(outcomes
+    Ok(observer
+        .finish(outcomes)?
         .into_iter()
         .map(|o| (o.verdict.as_str().to_string(), o.sha256, o.size, o.detail))
         .collect())
+}
+
+/// (directory, weights sha256, weights size, config sha256) of one adapter, from its record.
+type ExpectedTuple = (PathBuf, String, u64, String);
+
+/// Give stored adapters their whole verdict (hash, size, modes, PEFT link) on `threads`
+/// threads; returns (verdict, problems) per adapter, in input order. See `PyObserver` for
+/// `progress`, which counts two files per adapter.
+#[pyfunction]
+#[pyo3(signature = (items, threads = None, progress = None))]
+fn verify_adapters(
+    py: Python<'_>,
+    items: Vec<ExpectedTuple>,
+    threads: Option<usize>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Vec<(String, Vec<String>)>> {
+    let threads = default_threads(threads);
+    let expected: Vec<verify::Expected> = items
+        .into_iter()
+        .map(
+            |(dir, file_hash, file_size, config_hash)| verify::Expected {
+                dir,
+                file_hash,
+                file_size,
+                config_hash,
+            },
+        )
+        .collect();
+    let mut observer = PyObserver::new(progress);
+    let reports = off_gil(py, || {
+        Ok(verify::verify_adapters(&expected, threads, |p| {
+            observer.observe(p)
+        }))
+    })?;
+    Ok(observer
+        .finish(reports)?
+        .into_iter()
+        .map(|r| (r.verdict.as_str().to_string(), r.problems))
+        .collect())
+}
+
+/// What is wrong with the seal of a published adapter directory: (verdict, problem) pairs.
+#[pyfunction]
+fn seal_problems(py: Python<'_>, directory: PathBuf) -> PyResult<Vec<(String, String)>> {
+    let found = off_gil(py, || Ok(verify::seal_problems(&directory)))?;
+    Ok(found
+        .into_iter()
+        .map(|(v, p)| (v.as_str().to_string(), p))
+        .collect())
+}
+
+/// Kill this process with SIGKILL if `ADAPTER_REGISTRY_CRASH_AT` names `step` (crash tests).
+#[pyfunction]
+fn crash_point(step: &str) -> PyResult<()> {
+    if !fault::STEPS.contains(&step) {
+        return Err(PyRuntimeError::new_err(format!(
+            "unknown crash point {step:?}"
+        )));
+    }
+    fault::crash_point(step);
+    Ok(())
 }
 
 /// For tests: panic inside the core, to prove it reaches Python as AdapterRegistryError.
@@ -341,6 +431,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CONFIG_FILE", staging::CONFIG_FILE)?;
     m.add("RECORD_FILE", staging::RECORD_FILE)?;
     m.add("STAGING_DIR", staging::STAGING_DIR)?;
+    m.add("SEALED_MODE", files::SEALED_MODE)?;
+    m.add("VERDICTS", PyTuple::new(m.py(), verify::VERDICTS)?)?;
+    m.add("CRASH_AT_ENV", fault::CRASH_AT_ENV)?;
+    m.add("CRASH_STEPS", PyTuple::new(m.py(), fault::STEPS)?)?;
     m.add_class::<StagedAdapter>()?;
     m.add_function(wrap_pyfunction!(hash_file, m)?)?;
     m.add_function(wrap_pyfunction!(read_safetensors_header, m)?)?;
@@ -349,6 +443,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stage, m)?)?;
     m.add_function(wrap_pyfunction!(sweep_staging, m)?)?;
     m.add_function(wrap_pyfunction!(verify_files, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_adapters, m)?)?;
+    m.add_function(wrap_pyfunction!(seal_problems, m)?)?;
+    m.add_function(wrap_pyfunction!(crash_point, m)?)?;
     m.add_function(wrap_pyfunction!(_panic, m)?)?;
     Ok(())
 }

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from adapter_registry.registry import CRASH_STEPS
+from adapter_registry._core import CRASH_STEPS
 
 HARNESS = Path(__file__).resolve().parent / "crash_harness.py"
 SCALE = int(os.environ.get("ADAPTER_REGISTRY_STRESS_SCALE", "1"))

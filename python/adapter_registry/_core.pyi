@@ -2,23 +2,31 @@
 
 from collections.abc import Callable
 from os import PathLike
+from pathlib import Path
 from typing import final
 
 __all__ = [
     "CONFIG_FILE",
+    "CRASH_AT_ENV",
+    "CRASH_STEPS",
     "PEFT_WEIGHTS_FILE",
     "RECORD_FILE",
+    "SEALED_MODE",
     "STAGING_DIR",
+    "VERDICTS",
     "WEIGHTS_FILE",
     "StagedAdapter",
     "VerifiedBytes",
     "__version__",
     "_panic",
+    "crash_point",
     "hash_file",
     "read_safetensors_header",
     "read_verified",
+    "seal_problems",
     "stage",
     "sweep_staging",
+    "verify_adapters",
     "verify_files",
 ]
 
@@ -28,6 +36,14 @@ PEFT_WEIGHTS_FILE: str
 CONFIG_FILE: str
 RECORD_FILE: str
 STAGING_DIR: str
+#: The mode of every published file (0o444).
+SEALED_MODE: int
+#: Every verdict of verification, in declaration order ("ok" first).
+VERDICTS: tuple[str, ...]
+#: The environment variable naming the crash point at which a store SIGKILLs itself.
+CRASH_AT_ENV: str
+#: Every crash point, in the order a store reaches them.
+CRASH_STEPS: tuple[str, ...]
 
 _Path = str | PathLike[str]
 _Tensor = tuple[str, str, list[int]]
@@ -44,8 +60,8 @@ class StagedAdapter:
     @property
     def tensors(self) -> list[_Tensor]: ...
     @property
-    def path(self) -> str: ...
-    def publish(self, name: str, record: bytes, *, exclusive_claim: bool = False) -> str: ...
+    def path(self) -> Path: ...
+    def publish(self, name: str, record: bytes, *, exclusive_claim: bool = False) -> Path: ...
     def discard(self) -> None: ...
 
 def hash_file(path: _Path) -> tuple[str, int]: ...
@@ -67,4 +83,11 @@ def verify_files(
     threads: int | None = None,
     progress: Callable[[int, int, int], object] | None = None,
 ) -> list[_Outcome]: ...
+def verify_adapters(
+    items: list[tuple[_Path, str, int, str]],
+    threads: int | None = None,
+    progress: Callable[[int, int, int], object] | None = None,
+) -> list[tuple[str, list[str]]]: ...
+def seal_problems(directory: _Path) -> list[tuple[str, str]]: ...
+def crash_point(step: str) -> None: ...
 def _panic(message: str) -> None: ...

@@ -23,11 +23,9 @@ from sqlalchemy.sql import Select
 
 from . import fast_reads, schema
 from .errors import AdapterStorageError
-from .record import AdapterRecord
 
 __all__ = ["Database"]
 
-TABLE = AdapterRecord.__table__  # type: ignore[attr-defined]
 BUSY_TIMEOUT_MS = fast_reads.BUSY_TIMEOUT_MS
 _WRITE = "adapter_registry_write"
 

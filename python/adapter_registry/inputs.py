@@ -15,7 +15,7 @@ import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from ._core import CONFIG_FILE, PEFT_WEIGHTS_FILE, WEIGHTS_FILE
 from .errors import InvalidAdapterError
@@ -23,8 +23,10 @@ from .lora_config import MAX_CONFIG_BYTES
 
 __all__ = ["ConfigInput", "WeightsInput", "resolve"]
 
-WeightsInput = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
-ConfigInput = Union[Mapping[str, Any], str, "os.PathLike[str]", None]
+#: A PEFT adapter directory, a ``.safetensors`` file, or the file's bytes.
+WeightsInput = str | os.PathLike[str] | bytes | bytearray | memoryview
+#: A dict, a path to ``adapter_config.json``, or None (then it is read beside the weights).
+ConfigInput = Mapping[str, Any] | str | os.PathLike[str] | None
 
 
 def resolve(weights: WeightsInput, config: ConfigInput) -> tuple[str | bytes, bytes]:

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import ColumnClause, bindparam, literal_column, select
 
-from .record import AdapterRecord
-
-TABLE = AdapterRecord.__table__  # type: ignore[attr-defined]
-COLUMNS = tuple(c.name for c in TABLE.columns)
+from .record import TABLE
 
 _ORDER = (TABLE.c.created_at, TABLE.c.id)
 # Literal, not bound: SQLite uses the partial index ix_adapter_records_best only when the

@@ -2,8 +2,10 @@
 
 Columns, types, defaults and nullability are the spec's, in the spec's order, plus ``config_hash``
 (SHA-256 of ``adapter_config.json`` as stored), so that verification covers the config too.
-Only ``pass_rate``, ``fitness_score`` and ``is_archived`` ever change after the insert; the
-database enforces it (see ``database.py``).
+
+What may change is declared here, once, and the database enforces it (``write_rules.py``): the
+table is write-once, and a column is immutable unless its ``info`` says ``mutable``. Only
+``pass_rate``, ``fitness_score`` and ``is_archived`` do.
 """
 
 import json
@@ -14,10 +16,9 @@ from sqlalchemy.orm import configure_mappers
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-__all__ = ["MUTABLE_COLUMNS", "AdapterRecord"]
+from .write_rules import MUTABLE, WRITE_ONCE, writes
 
-#: The only columns an UPDATE may change: they describe evaluation, not weights.
-MUTABLE_COLUMNS = frozenset({"pass_rate", "fitness_score", "is_archived"})
+__all__ = ["COLUMNS", "TABLE", "AdapterRecord"]
 
 
 class IntegerBool(TypeDecorator[bool]):
@@ -35,6 +36,7 @@ class IntegerBool(TypeDecorator[bool]):
 
 class AdapterRecord(SQLModel, table=True):
     __tablename__ = "adapter_records"
+    __table_args__ = writes(WRITE_ONCE)
 
     id: str = Field(primary_key=True, sa_type=Text)
     version: int
@@ -45,13 +47,15 @@ class AdapterRecord(SQLModel, table=True):
     file_path: str = Field(sa_type=Text)
     file_hash: str = Field(sa_type=Text)
     file_size_bytes: int
-    pass_rate: float | None = Field(default=None, sa_type=REAL)
-    fitness_score: float | None = Field(default=None, sa_type=REAL)
+    pass_rate: float | None = Field(default=None, sa_type=REAL, sa_column_kwargs=MUTABLE)
+    fitness_score: float | None = Field(default=None, sa_type=REAL, sa_column_kwargs=MUTABLE)
     source: str = Field(sa_type=Text)
     session_id: str = Field(sa_type=Text)
     is_archived: bool | None = Field(
         default=False,
-        sa_column=Column("is_archived", IntegerBool(), default=False, server_default=text("0")),
+        sa_column=Column(
+            "is_archived", IntegerBool(), default=False, server_default=text("0"), **MUTABLE
+        ),
     )
     parent_ids: str | None = Field(default=None, sa_type=Text)
     generation: int | None = Field(default=0, sa_column_kwargs={"server_default": text("0")})
@@ -66,20 +70,23 @@ class AdapterRecord(SQLModel, table=True):
 
     def to_dict(self) -> dict[str, Any]:
         """Every column, by name, in table order."""
-        return {c.name: getattr(self, c.name) for c in self.__table__.columns}  # type: ignore[attr-defined]
+        return {name: getattr(self, name) for name in COLUMNS}
 
 
-_table = AdapterRecord.__table__  # type: ignore[attr-defined]
+#: The table, reached from here only.
+TABLE = AdapterRecord.__table__  # type: ignore[attr-defined]
+#: Its column names, in table order (also the keys of ``to_dict()`` and of ``--json``).
+COLUMNS: tuple[str, ...] = tuple(c.name for c in TABLE.columns)
 
 # The hot query, query_best_for_task: one index range scan, already in ranking order. (Only
 # SQLite gets the partial WHERE here: naming postgresql_where would import the PostgreSQL
 # dialect on every import of the package; the PostgreSQL backend creates its own.)
 Index(
     "ix_adapter_records_best",
-    _table.c.task_type,
-    _table.c.fitness_score.desc(),
-    _table.c.created_at,
-    _table.c.id,
+    TABLE.c.task_type,
+    TABLE.c.fitness_score.desc(),
+    TABLE.c.created_at,
+    TABLE.c.id,
     sqlite_where=text("is_archived = 0 AND fitness_score IS NOT NULL"),
 )
 

@@ -8,16 +8,14 @@ from .errors import IntegrityError
 
 __all__ = ["RecoveryReport", "VerifyReport"]
 
-#: Worst first: a report's status is the worst of its files' verdicts.
-_SEVERITY = ("missing", "unreadable", "mismatch", "ok")
-
 
 @dataclass(frozen=True)
 class VerifyReport:
     """The state of one adapter's stored files against its record."""
 
     adapter_id: str
-    #: "ok", "mismatch", "missing" or "unreadable" (the worst of its files).
+    #: One of ``_core.VERDICTS``: "ok", "mismatch", "missing" or "unreadable" (the worst of
+    #: its files' verdicts, as the core decides them).
     status: str
     #: One line per problem, naming the file: empty when ok.
     problems: tuple[str, ...] = ()
@@ -30,10 +28,6 @@ class VerifyReport:
         """Raise IntegrityError naming the adapter and its problems, unless ok."""
         if not self.ok:
             raise IntegrityError(f"adapter {self.adapter_id}: {'; '.join(self.problems)}")
-
-    @staticmethod
-    def worst(verdicts: list[str]) -> str:
-        return min(verdicts, key=_SEVERITY.index)
 
 
 @dataclass

@@ -15,10 +15,15 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy import exc as sa_exc
 
-__all__ = ["HEAD", "MIGRATIONS", "current_revision", "ensure", "upgrade"]
+from . import write_rules
+from .record import TABLE
+
+__all__ = ["HEAD", "MIGRATIONS", "TABLES", "current_revision", "ensure", "upgrade"]
 
 #: The newest revision under migrations/versions (a test checks that they agree).
 HEAD = "0001"
+#: The registry's tables (never the rest of SQLModel's metadata, which a caller's own models share).
+TABLES = (TABLE,)
 #: Where the migration scripts are.
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 #: The PostgreSQL advisory lock key that serializes migrations ("adapter_registry").
@@ -50,6 +55,7 @@ def upgrade(conn: Connection, script_location: Path = MIGRATIONS) -> str | None:
     if "adapter_records" in tables and "alembic_version" not in tables:
         command.stamp(config, "0001")  # the first release's schema is revision 0001
     command.upgrade(config, "head")
+    write_rules.install(conn, TABLES)
     return MigrationContext.configure(conn).get_current_revision()
 
 

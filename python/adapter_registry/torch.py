@@ -61,9 +61,7 @@ def _require(module: str) -> Any:
 
 def _verified_tensors(record: AdapterRecord, device: Any) -> dict[str, torch_.Tensor]:
     torch = _require("torch")
-    from .registry import seal_problems
-
-    if broken := seal_problems(record.file_path):
+    if broken := _core.seal_problems(str(Path(record.file_path).parent)):
         raise IntegrityError(f"stored weights cannot be trusted: {broken[0][1]}")
     try:
         data, digest, placed = _core.read_verified(record.file_path, record.file_size_bytes)

@@ -14,6 +14,7 @@ from .errors import InvalidAdapterError
 __all__ = [
     "SOURCES",
     "check_adapter_id",
+    "check_evaluation",
     "check_fitness",
     "check_optional_text",
     "check_parent_ids",
@@ -87,6 +88,18 @@ def check_pass_rate(value: Any) -> float | None:
 
 def check_fitness(value: Any) -> float | None:
     return None if value is None else _finite("fitness_score", value)
+
+
+def check_evaluation(fitness_score: Any, pass_rate: Any) -> dict[str, float]:
+    """The columns an evaluation sets: those given, checked; at least one."""
+    values: dict[str, float] = {}
+    if fitness_score is not None:
+        values["fitness_score"] = _finite("fitness_score", fitness_score)
+    if pass_rate is not None:
+        values["pass_rate"] = check_pass_rate(pass_rate)  # type: ignore[assignment]
+    if not values:
+        raise InvalidAdapterError("update_fitness needs fitness_score or pass_rate")
+    return values
 
 
 #: The largest integer either database stores (SQLite's INTEGER, PostgreSQL's BIGINT).

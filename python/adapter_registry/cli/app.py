@@ -10,13 +10,16 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
-from sqlalchemy import URL
 
 from .. import __version__
+from ..home import home_db_url, home_root
 from ..registry import AdapterRegistry
+
+if TYPE_CHECKING:
+    from sqlalchemy import URL
 
 __all__ = ["COMMANDS", "PROG", "BadUsage", "CommandError", "Settings", "cli"]
 
@@ -91,12 +94,10 @@ class Settings:
     def registry(self) -> AdapterRegistry:
         if self._registry is None:
             root = self.root
-            if root is None and self.home is not None:
-                root = self.home / "adapters"
-            db_url = self.db_url
-            if db_url is None and self.home is not None:
-                url = URL.create("sqlite", database=str(self.home / "adapter_registry.db"))
-                db_url = url.render_as_string(hide_password=False)
+            db_url: str | URL | None = self.db_url
+            if self.home is not None:
+                root = root or home_root(self.home)
+                db_url = db_url or home_db_url(self.home)
             self._registry = AdapterRegistry(root=root, db_url=db_url)
         return self._registry
 

@@ -18,7 +18,8 @@ from .output import ByteProgress, emit_json, human_bytes, json_option
 
 __all__ = ["VerifyRun", "recover", "verify", "verify_records"]
 
-STATUSES = ("ok", "mismatch", "missing", "unreadable")
+#: The order statuses are counted in, from the core that decides them.
+STATUSES = _core.VERDICTS
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from ..record import AdapterRecord
+from ..record import COLUMNS, AdapterRecord
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: The keys of a record in --json output: the table's columns, in table order.
-RECORD_KEYS = tuple(c.name for c in AdapterRecord.__table__.columns)  # type: ignore[attr-defined]
+RECORD_KEYS = COLUMNS
 _KEYS = frozenset(RECORD_KEYS)
 
 

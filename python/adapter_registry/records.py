@@ -1,0 +1,148 @@
+"""Records outside the ORM: rows turned into ``AdapterRecord`` on the hot read path, the
+record file written beside each adapter, and the table's reads and writes that the store
+pipeline, recovery and the API share.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import insert, update
+from sqlalchemy import inspect as sa_inspect
+
+from . import queries
+from .database import Database
+from .errors import AdapterAlreadyExistsError, AdapterNotFoundError, InvalidAdapterError
+from .record import COLUMNS, TABLE, AdapterRecord
+
+__all__ = ["Records", "record_file_bytes", "record_from_file", "record_from_row"]
+
+_ALL_FIELDS = frozenset(COLUMNS)
+# An instance as the ORM makes one for a loaded row: SQLModel's and SQLAlchemy's state, no values.
+_new_instance = sa_inspect(AdapterRecord).class_manager.new_instance
+
+
+def record_from_row(values: Sequence[Any]) -> AdapterRecord:
+    """A record from a row in table order, on the hot read path.
+
+    The database already typed every value, so nothing is validated again: the instance is made
+    as the ORM makes one for a loaded row and its fields are set in one step (model_construct
+    would route each through SQLAlchemy's attribute events, at twice the cost of the query).
+    """
+    fields = dict(zip(COLUMNS, values, strict=True))
+    if fields["is_archived"] is not None:
+        fields["is_archived"] = bool(fields["is_archived"])
+    record: AdapterRecord = _new_instance()
+    record.__dict__.update(fields)
+    object.__setattr__(record, "__pydantic_fields_set__", set(_ALL_FIELDS))
+    return record
+
+
+def record_file_bytes(record: AdapterRecord) -> bytes:
+    """The ``.record.json`` published inside an adapter's directory: every column."""
+    return json.dumps(record.to_dict(), sort_keys=True).encode()
+
+
+def record_from_file(data: bytes) -> AdapterRecord:
+    """A record read back from a ``.record.json`` of any release.
+
+    A column that release did not have takes the model's default (a column added later is
+    nullable or has one); a key this release does not know is ignored. InvalidAdapterError
+    if the file is not JSON or a column it needs is absent or ill-typed.
+    """
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError) as err:
+        raise InvalidAdapterError(f"not JSON: {err}") from err
+    if not isinstance(raw, dict):
+        raise InvalidAdapterError("not a JSON object")
+    try:
+        return AdapterRecord.model_validate({k: v for k, v in raw.items() if k in _ALL_FIELDS})
+    except ValidationError as err:
+        fields = ", ".join(str(e["loc"][0]) for e in err.errors() if e["loc"])
+        raise InvalidAdapterError(f"bad or missing fields: {fields}") from None
+
+
+class Records:
+    """The ``adapter_records`` table of one database, as records."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def select(self, stmt: Any, **params: Any) -> list[AdapterRecord]:
+        return [record_from_row(values) for values in self.db.fetch(stmt, **params)]
+
+    def first(self, stmt: Any, **params: Any) -> AdapterRecord | None:
+        found = self.db.fetch(stmt, **params)
+        return record_from_row(found[0]) if found else None
+
+    def get(self, adapter_id: str) -> AdapterRecord | None:
+        return self.first(queries.BY_ID, id=adapter_id)
+
+    def require(self, adapter_id: str) -> AdapterRecord:
+        """The record of ``adapter_id``; AdapterNotFoundError if it is not registered."""
+        record = self.get(adapter_id)
+        if record is None:
+            raise AdapterNotFoundError(f"adapter {adapter_id} is not registered")
+        return record
+
+    def exists(self, adapter_id: str) -> bool:
+        return bool(self.db.fetch(queries.EXISTS, id=adapter_id))
+
+    def paths(self) -> dict[str, str]:
+        """Every registered id and its recorded weights path."""
+        return {adapter_id: path for adapter_id, path in self.db.fetch(queries.PATHS)}
+
+    def insert(self, record: AdapterRecord, on_insert: Any = None) -> tuple[AdapterRecord, bool]:
+        """Insert the row of a published adapter; says whether this call inserted it.
+
+        A row already there for the same publish (same hash and time: a concurrent recover())
+        is that adapter's, not a conflict. ``on_insert()`` runs inside the transaction, after
+        the insert and before the commit (a crash point).
+        """
+        try:
+            with self.db.write() as conn:
+                conn.execute(insert(TABLE).values(record.to_dict()))
+                if on_insert is not None:
+                    on_insert()
+        except sa_exc.IntegrityError:
+            existing = self.get(record.id)
+            if existing is not None and (existing.file_hash, existing.created_at) == (
+                record.file_hash,
+                record.created_at,
+            ):
+                return existing, False
+            raise AdapterAlreadyExistsError(
+                f"adapter {record.id} already exists; adapters are written once"
+            ) from None
+        return record, True
+
+    def update(self, adapter_id: str, values: dict[str, Any]) -> AdapterRecord:
+        """Change mutable columns of one row; returns the record as it now is."""
+        with self.db.write() as conn:
+            row = conn.execute(
+                update(TABLE).where(TABLE.c.id == adapter_id).values(values).returning(TABLE)
+            ).first()
+        if row is None:
+            raise AdapterNotFoundError(f"adapter {adapter_id} is not registered")
+        return record_from_row(tuple(row))
+
+    def lineage(self, adapter_id: str) -> list[AdapterRecord]:
+        """The ancestors of an adapter through parent_ids, nearest first, each once."""
+        frontier = self.require(adapter_id).parents
+        seen: set[str] = {adapter_id}
+        ancestors: list[AdapterRecord] = []
+        while frontier:
+            frontier = [p for p in dict.fromkeys(frontier) if p not in seen]
+            if not frontier:
+                break
+            seen.update(frontier)
+            by_id = {r.id: r for r in self.select(queries.BY_IDS, ids=frontier)}
+            generation = [by_id[p] for p in frontier if p in by_id]
+            ancestors.extend(generation)
+            frontier = [p for r in generation for p in r.parents]
+        return ancestors

@@ -1,0 +1,175 @@
+"""The store pipeline: the one write path for an adapter's files and row.
+
+A store runs in four steps, and a crash between any two leaves either nothing visible, a
+registered adapter, or a published directory that ``recover()`` registers:
+
+1. check the metadata and read the parents (no lock held);
+2. stage: the core copies the weights into ``{root}/.staging/`` while hashing and validating
+   them, writes the config, seals and fsyncs both;
+3. publish: the record is written beside them and the directory renamed to ``{root}/{id}``,
+   exclusively (the filesystem decides a same-id race: exactly one rename wins);
+4. insert the row in a short write transaction.
+
+The crash points of the fault-injection tests (``_core.CRASH_STEPS``) mark the steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import _core, queries, validation
+from .errors import (
+    AdapterAlreadyExistsError,
+    AdapterStorageError,
+    InvalidAdapterError,
+    about_adapter,
+)
+from .inputs import ConfigInput, WeightsInput, resolve
+from .lora_config import LoraConfig, check_tensors, parse_config
+from .record import AdapterRecord
+from .records import Records, record_file_bytes
+
+__all__ = ["FORCE_CLAIM_ENV", "store"]
+
+#: Set to "1" to publish with the exclusive-claim scheme instead of renameat2 (for testing the
+#: path that filesystems without RENAME_NOREPLACE take).
+FORCE_CLAIM_ENV = "ADAPTER_REGISTRY_FORCE_CLAIM"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def store(
+    records: Records,
+    root: Path,
+    weights: WeightsInput,
+    config: ConfigInput,
+    *,
+    task_type: Any,
+    source: Any,
+    session_id: Any,
+    base_model_id: Any = None,
+    adapter_id: Any = None,
+    parent_ids: Iterable[Any] = (),
+    version: Any = None,
+    generation: Any = None,
+    training_task_hash: Any = None,
+    agent_id: Any = None,
+    pass_rate: Any = None,
+    fitness_score: Any = None,
+) -> AdapterRecord:
+    """Check, stage, publish and register one adapter (``AdapterRegistry.store`` documents it)."""
+    if adapter_id is None:
+        adapter_id = str(uuid.uuid4())
+    with about_adapter(str(adapter_id)):
+        validation.check_adapter_id(adapter_id)
+        fields: dict[str, Any] = {
+            "task_type": validation.check_task_type(task_type),
+            "source": validation.check_source(source),
+            "session_id": validation.check_text("session_id", session_id),
+            "training_task_hash": validation.check_optional_text(
+                "training_task_hash", training_task_hash
+            ),
+            "agent_id": validation.check_optional_text("agent_id", agent_id),
+            "pass_rate": validation.check_pass_rate(pass_rate),
+            "fitness_score": validation.check_fitness(fitness_score),
+        }
+        parents = validation.check_parent_ids(parent_ids, adapter_id)
+        weights_source, config_bytes = resolve(weights, config)
+        lora = parse_config(config_bytes)
+        base = base_model_id if base_model_id is not None else lora.base_model_name_or_path
+        if base is None:
+            raise InvalidAdapterError(
+                "no base_model_id: pass it, or set base_model_name_or_path in the config"
+            )
+        fields["base_model_id"] = validation.check_text("base_model_id", base)
+        _refuse_existing(records, root, adapter_id)
+        fields["version"], fields["generation"] = _lineage_numbers(
+            records, parents, version, generation
+        )
+        fields["parent_ids"] = json.dumps(parents)
+        record = _stage_and_publish(root, adapter_id, weights_source, config_bytes, lora, fields)
+        _core.crash_point("published")
+        return _register(records, root, record)
+
+
+def _refuse_existing(records: Records, root: Path, adapter_id: str) -> None:
+    if records.exists(adapter_id) or os.path.lexists(root / adapter_id):
+        raise AdapterAlreadyExistsError(
+            f"adapter {adapter_id} already exists; adapters are written once"
+        )
+
+
+def _lineage_numbers(
+    records: Records, parents: list[str], version: Any, generation: Any
+) -> tuple[int, int]:
+    """Defaults: version 1 + the highest parent's (else 1), generation likewise (else 0)."""
+    top_version, top_generation = 0, -1
+    if parents:
+        rows = records.select(queries.BY_IDS, ids=parents)
+        absent = sorted(set(parents) - {r.id for r in rows})
+        if absent:
+            raise InvalidAdapterError(f"parent {', '.join(absent)} is not registered")
+        top_version = max(r.version for r in rows)
+        top_generation = max(r.generation or 0 for r in rows)
+    if version is None:
+        version = validation.check_count("version", top_version + 1, 1)
+    elif validation.check_count("version", version, 1) <= top_version:
+        raise InvalidAdapterError(
+            f"version {version} must exceed its parents' highest version {top_version}"
+        )
+    if generation is None:
+        generation = top_generation + 1
+    validation.check_count("generation", generation, 0)
+    return version, generation
+
+
+def _stage_and_publish(
+    root: Path,
+    adapter_id: str,
+    weights_source: str | bytes,
+    config_bytes: bytes,
+    lora: LoraConfig,
+    fields: dict[str, Any],
+) -> AdapterRecord:
+    staged = _core.stage(str(root), adapter_id, weights_source, config_bytes)
+    _core.crash_point("staged")
+    try:
+        check_tensors(lora, staged.tensors)
+        record = AdapterRecord(
+            id=adapter_id,
+            rank=lora.r,
+            created_at=_now(),
+            file_path=str(root / adapter_id / _core.WEIGHTS_FILE),
+            file_hash=staged.file_hash,
+            file_size_bytes=staged.file_size,
+            is_archived=False,
+            config_hash=staged.config_hash,
+            **fields,
+        )
+        staged.publish(
+            adapter_id,
+            record_file_bytes(record),
+            exclusive_claim=os.environ.get(FORCE_CLAIM_ENV) == "1",
+        )
+    finally:
+        staged.discard()  # a no-op once published
+    return record
+
+
+def _register(records: Records, root: Path, record: AdapterRecord) -> AdapterRecord:
+    try:
+        return records.insert(record, on_insert=lambda: _core.crash_point("inserted"))[0]
+    except AdapterStorageError as err:
+        raise AdapterStorageError(
+            err.errno or 0,
+            f"adapter {record.id} was published at {root / record.id} but its row "
+            f"was not written ({err}); recover() registers it",
+        ) from err
