@@ -3,8 +3,8 @@
 SQLite is tuned for many writer processes on one host: WAL, a busy timeout, and write
 transactions that begin ``IMMEDIATE`` (a deferred transaction that reads and then writes can
 fail on a stale snapshot, which the busy timeout does not cover). PostgreSQL needs no such
-care: every write is a single statement. On both, the schema (with triggers that make the
-table write-once even for raw SQL) comes from the migrations (``schema.py``).
+care: every write is a single statement. On both, the schema comes from the migrations, and
+the triggers that hold the write rules even for raw SQL from ``write_rules.py`` (``schema.py``).
 """
 
 from __future__ import annotations

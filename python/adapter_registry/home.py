@@ -13,6 +13,8 @@ from pathlib import Path
 
 from sqlalchemy import URL
 
+from .errors import AdapterStorageError
+
 __all__ = [
     "DB_URL_ENV",
     "HOME_ENV",
@@ -49,9 +51,16 @@ def home_db_url(home: Path) -> URL:
 
 def locate(root: str | os.PathLike[str] | None, db_url: str | URL | None) -> tuple[Path, str | URL]:
     """The absolute root and the database URL of a registry, defaults applied: the root of
-    the default home; ``$RUNE_DB_URL``, else the default home's database."""
+    the default home; ``$RUNE_DB_URL``, else the default home's database. The root is created
+    if absent (AdapterStorageError if it cannot be)."""
     home = default_home()
     where = Path(root if root is not None else home_root(home)).expanduser().resolve()
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise AdapterStorageError(
+            err.errno, f"adapter root {where} cannot be created: {err.strerror}"
+        ) from err
     if db_url is None:
         db_url = os.environ.get(DB_URL_ENV) or home_db_url(home)
     return where, db_url

@@ -11,7 +11,7 @@ from sqlalchemy import URL
 
 from . import integrity, queries, storing, validation
 from .database import Database
-from .errors import AdapterStorageError, about_adapter
+from .errors import about_adapter
 from .home import locate
 from .inputs import ConfigInput, WeightsInput
 from .integrity import ProgressCallback
@@ -52,12 +52,6 @@ class AdapterRegistry:
         connect_timeout: float = 10.0,
     ) -> None:
         self.root, url = locate(root, db_url)
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise AdapterStorageError(
-                err.errno, f"adapter root {self.root} cannot be created: {err.strerror}"
-            ) from err
         self.db_url = str(url)
         self._db = Database(
             url, pool_size=pool_size, pool_timeout=pool_timeout, connect_timeout=connect_timeout
@@ -65,7 +59,7 @@ class AdapterRegistry:
         self._records = Records(self._db)
 
     def close(self) -> None:
-        """Close the registry's database connections (it cannot be used after)."""
+        """Close the registry's database connections; it cannot be used after."""
         self._db.dispose()
 
     def __enter__(self) -> "AdapterRegistry":
@@ -77,7 +71,6 @@ class AdapterRegistry:
     def __repr__(self) -> str:
         return f"AdapterRegistry(root={str(self.root)!r}, db_url={self._db.engine.url!r})"
 
-    # ------------------------------------------------------------------ writing
 
     def store(
         self,
@@ -137,6 +130,7 @@ class AdapterRegistry:
     def archive(self, adapter_id: str) -> AdapterRecord:
         """Soft-delete: the adapter stays on disk and in lineage, out of rankings. Idempotent.
 
+        Args: adapter_id: Its id.
         Returns: The record as it now is.
         Raises: AdapterNotFoundError: No such adapter.
         """
@@ -161,11 +155,12 @@ class AdapterRegistry:
             values = validation.check_evaluation(fitness_score, pass_rate)
         return self._records.update(adapter_id, values)
 
-    # ------------------------------------------------------------------ reading
 
     def retrieve_by_id(self, adapter_id: str) -> AdapterRecord:
         """The record of one adapter.
 
+        Args: adapter_id: Its id.
+        Returns: Its record.
         Raises: AdapterNotFoundError: No such adapter.
         """
         return self._records.require(adapter_id)
@@ -173,7 +168,11 @@ class AdapterRegistry:
     def query_by_task_type(
         self, task_type: str, include_archived: bool = False
     ) -> list[AdapterRecord]:
-        """Adapters of one task type, oldest first; archived ones only if asked."""
+        """Adapters of one task type.
+
+        Args: task_type: The category; include_archived: archived ones too.
+        Returns: Their records, oldest first (empty if none).
+        """
         stmt = queries.BY_TASK if include_archived else queries.BY_TASK_LIVE
         return self._records.select(stmt, task_type=task_type)
 
@@ -195,21 +194,30 @@ class AdapterRegistry:
         )
 
     def list_all(self, include_archived: bool = True) -> list[AdapterRecord]:
-        """Every adapter, oldest first."""
+        """Every adapter.
+
+        Args: include_archived: Archived ones too (the default).
+        Returns: Their records, oldest first.
+        """
         return self._records.select(queries.LIST_ALL if include_archived else queries.LIST_LIVE)
 
     def find_by_training_task_hash(self, training_task_hash: str) -> list[AdapterRecord]:
-        """Adapters trained on the same task (the deduplication key), oldest first."""
+        """Adapters trained on the same task.
+
+        Args: training_task_hash: The deduplication key given to ``store()``.
+        Returns: Their records, oldest first (empty if none).
+        """
         return self._records.select(queries.BY_TRAINING_TASK, hash=training_task_hash)
 
     def lineage(self, adapter_id: str) -> list[AdapterRecord]:
-        """The ancestors of an adapter through parent_ids, nearest first, each once.
+        """The ancestors of an adapter through ``parent_ids``.
 
+        Args: adapter_id: Its id.
+        Returns: Their records, nearest first, each once.
         Raises: AdapterNotFoundError: No such adapter.
         """
         return self._records.lineage(adapter_id)
 
-    # ------------------------------------------------------------------ loading (torch extra)
 
     def load_state_dict(self, adapter_id: str, device: Any = "cpu") -> dict[str, Any]:
         """The verified tensors of an adapter on ``device``: see ``adapter_registry.torch``."""
@@ -241,11 +249,11 @@ class AdapterRegistry:
 
         return loading.store_peft_model(self, peft_model, adapter_name, **metadata)
 
-    # ------------------------------------------------------------------ integrity
 
     def verify(self, adapter_id: str) -> VerifyReport:
         """Hash an adapter's stored files against its record; check its seal.
 
+        Args: adapter_id: Its id.
         Returns: The report (``.ok``, ``.status``, ``.problems``, ``.raise_for_status()``).
         Raises: AdapterNotFoundError: No such adapter.
         """

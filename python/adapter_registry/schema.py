@@ -5,7 +5,8 @@ migrations in ``migrations/versions`` run inside one write transaction, under th
 own lock (SQLite's write lock, taken by ``BEGIN IMMEDIATE``; a PostgreSQL advisory lock), so
 that many processes or hosts opening a new registry at once migrate it exactly once. A SQLite
 database made by the first release, before Alembic, is stamped with the first revision, whose
-schema it already has, and carried on from there.
+schema it already has, and carried on from there. After the migrations, the tables' write
+rules (``write_rules.py``) are installed anew over the columns the tables now have.
 """
 
 from __future__ import annotations

@@ -90,8 +90,22 @@ def _verified_tensors(record: AdapterRecord, device: Any) -> dict[str, torch_.Te
 def load_state_dict(
     registry: AdapterRegistry, adapter_id: str, device: Any = "cpu"
 ) -> dict[str, torch_.Tensor]:
-    """The adapter's tensors, by their PEFT names, on ``device``; IntegrityError if a byte of
-    the stored file differs from what was recorded (no tensor is handed out then)."""
+    """The adapter's verified tensors.
+
+    Args:
+        registry: The registry that holds it.
+        adapter_id: Its id.
+        device: Where the tensors go (one host-to-device copy from the verified bytes).
+
+    Returns:
+        Its tensors by their PEFT names.
+
+    Raises:
+        AdapterNotFoundError: No such adapter.
+        IntegrityError: A byte, the size or the seal of the stored file differs from what was
+            recorded (no tensor is handed out then).
+        MissingDependencyError: torch is not installed.
+    """
     record = registry.retrieve_by_id(adapter_id)
     with about_adapter(adapter_id):
         return _verified_tensors(record, device)
@@ -151,10 +165,27 @@ def load_peft(
 ) -> Any:
     """A PeftModel with the verified adapter loaded.
 
-    ``base_model`` is a transformers model (a new PeftModel wraps it, the adapter named
-    ``adapter_name`` or "default") or already a PeftModel (the adapter is added under
-    ``adapter_name``, default the adapter id, and not activated). An adapter trained for another
-    base model than ``base_model.name_or_path`` is refused unless ``check_base_model=False``.
+    Args:
+        registry: The registry that holds it.
+        base_model: A transformers model (a new PeftModel wraps it, the adapter named
+            ``adapter_name`` or "default") or already a PeftModel (the adapter is added under
+            ``adapter_name``, default the adapter id, and not activated).
+        adapter_id: Its id.
+        adapter_name: The adapter's name in the model.
+        device: Default: the model's device.
+        is_trainable: Load for training (else eval mode, inference config).
+        check_base_model: Refuse an adapter trained for another base model than
+            ``base_model.name_or_path`` (the default).
+
+    Returns:
+        The PeftModel (``base_model`` itself if it was one).
+
+    Raises:
+        AdapterNotFoundError: No such adapter.
+        IntegrityError: The stored weights or config differ from their record.
+        InvalidAdapterError: Another base model, or tensors that do not fit the model; the
+            caller's model is left as it was.
+        MissingDependencyError: peft or torch is not installed.
     """
     peft = _require("peft")
     record = registry.retrieve_by_id(adapter_id)
@@ -219,7 +250,22 @@ def _attach(
 def store_peft_model(
     registry: AdapterRegistry, peft_model: Any, adapter_name: str = "default", **metadata: Any
 ) -> AdapterRecord:
-    """Save one adapter of a PeftModel with PEFT's own save_pretrained and store it, once."""
+    """Save one adapter of a PeftModel with PEFT's own save_pretrained and store it, once.
+
+    Args:
+        registry: Where to store it.
+        peft_model: The model.
+        adapter_name: Which of its adapters.
+        **metadata: ``store()``'s keyword arguments (task_type, source, session_id, ...).
+
+    Returns:
+        The stored adapter's record.
+
+    Raises:
+        InvalidAdapterError: No such adapter in the model, or what ``store()`` refuses.
+        AdapterAlreadyExistsError, AdapterStorageError: As ``store()`` raises them.
+        MissingDependencyError: peft is not installed.
+    """
     _require("peft")
     if adapter_name not in getattr(peft_model, "peft_config", {}):
         raise InvalidAdapterError(f"the model has no adapter named {adapter_name!r}")
