@@ -71,7 +71,6 @@ class AdapterRegistry:
     def __repr__(self) -> str:
         return f"AdapterRegistry(root={str(self.root)!r}, db_url={self._db.engine.url!r})"
 
-
     def store(
         self,
         weights: WeightsInput,
@@ -155,7 +154,6 @@ class AdapterRegistry:
             values = validation.check_evaluation(fitness_score, pass_rate)
         return self._records.update(adapter_id, values)
 
-
     def retrieve_by_id(self, adapter_id: str) -> AdapterRecord:
         """The record of one adapter.
 
@@ -218,7 +216,6 @@ class AdapterRegistry:
         """
         return self._records.lineage(adapter_id)
 
-
     def load_state_dict(self, adapter_id: str, device: Any = "cpu") -> dict[str, Any]:
         """The verified tensors of an adapter on ``device``: see ``adapter_registry.torch``."""
         from . import torch as loading
@@ -248,7 +245,6 @@ class AdapterRegistry:
         from . import torch as loading
 
         return loading.store_peft_model(self, peft_model, adapter_name, **metadata)
-
 
     def verify(self, adapter_id: str) -> VerifyReport:
         """Hash an adapter's stored files against its record; check its seal.
