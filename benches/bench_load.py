@@ -11,12 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from safetensors.numpy import save_file
 from safetensors.torch import load_file
 
 from adapter_registry import AdapterRegistry
+from adapter_registry._lora_files import qwen_7b_adapter
 
 from conftest import run_pedantic
 
@@ -24,10 +23,6 @@ GROUP = "load a cached 161 MB adapter"
 ROUNDS = 7
 #: The baselines whose sum the verified load is measured against.
 COMPOSITE = ("hashlib_file_digest", "unverified_load_file")
-
-# Qwen2.5-Coder-7B: 28 layers, hidden 3584, 4 KV heads of 128 (k/v out 512).
-LAYERS, HIDDEN, KV_OUT, RANK = 28, 3584, 512, 64
-OUT = {"q_proj": HIDDEN, "k_proj": KV_OUT, "v_proj": KV_OUT, "o_proj": HIDDEN}
 
 
 def verified_load_state_dict(registry: AdapterRegistry, adapter_id: str, path: str) -> int:
@@ -48,20 +43,10 @@ CONTENDERS = [verified_load_state_dict, hashlib_file_digest, unverified_load_fil
 
 @contextmanager
 def setup(workdir: Path) -> Iterator[tuple[AdapterRegistry, str, str]]:
-    rng = np.random.default_rng(0)
-    tensors = {}
-    for layer in range(LAYERS):
-        for module, out in OUT.items():
-            prefix = f"base_model.model.model.layers.{layer}.self_attn.{module}"
-            tensors[f"{prefix}.lora_A.weight"] = rng.standard_normal((RANK, HIDDEN), np.float32)
-            tensors[f"{prefix}.lora_B.weight"] = rng.standard_normal((out, RANK), np.float32)
+    weights, config = qwen_7b_adapter(r=64)
     source = workdir / "adapter.safetensors"
-    save_file(tensors, source)
+    source.write_bytes(weights)
     registry = AdapterRegistry(root=workdir / "adapters", db_url=f"sqlite:///{workdir / 'r.db'}")
-    config = {
-        "peft_type": "LORA", "r": RANK, "lora_alpha": 2 * RANK, "target_modules": list(OUT),
-        "base_model_name_or_path": "Qwen/Qwen2.5-Coder-7B",
-    }  # fmt: skip
     record = registry.store(
         source, config=config, task_type="bug-fix", source="manual", session_id="bench"
     )

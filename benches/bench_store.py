@@ -14,11 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from safetensors.numpy import save_file
 
 from adapter_registry import AdapterRegistry
+from adapter_registry._lora_files import one_pair
 
 from conftest import run_pedantic
 
@@ -31,13 +30,8 @@ _n = itertools.count()
 
 @contextmanager
 def setup(home: Path) -> Iterator[tuple[Path, AdapterRegistry]]:
-    width = 200 * MIB // (2 * 8 * 4)
-    rng = np.random.default_rng(0)
     path = home / "src.safetensors"
-    save_file({
-        "m.q_proj.lora_A.weight": rng.standard_normal((8, width), np.float32),
-        "m.q_proj.lora_B.weight": rng.standard_normal((width, 8), np.float32),
-    }, path)  # fmt: skip
+    path.write_bytes(one_pair(200 * MIB, 0))
     path.read_bytes()
     registry = AdapterRegistry(root=home / "adapters", db_url=f"sqlite:///{home / 'r.db'}")
     yield path, registry

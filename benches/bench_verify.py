@@ -12,11 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from safetensors.numpy import save
 
 from adapter_registry import AdapterRegistry
+from adapter_registry._lora_files import one_pair
 
 from conftest import run_pedantic
 
@@ -26,24 +25,15 @@ MIB = 1 << 20
 CONFIG = {"peft_type": "LORA", "r": 8, "target_modules": ["q_proj"], "base_model_name_or_path": "m"}
 
 
-def lora(size: int, seed: int) -> bytes:
-    width = size // (2 * 8 * 4)
-    rng = np.random.default_rng(seed)
-    return save({
-        "m.q_proj.lora_A.weight": rng.standard_normal((8, width), np.float32),
-        "m.q_proj.lora_B.weight": rng.standard_normal((width, 8), np.float32),
-    })  # fmt: skip
-
-
 @contextmanager
 def setup(home: Path) -> Iterator[tuple[AdapterRegistry, list[str]]]:
     registry = AdapterRegistry(root=home / "adapters", db_url=f"sqlite:///{home / 'r.db'}")
     meta = {"config": CONFIG, "task_type": "bug-fix", "source": "manual", "session_id": "b"}
-    small = lora(MIB, 0)
+    small = one_pair(MIB, 0)
     for _ in range(1000):
         registry.store(small, **meta)
     for seed in (1, 2):
-        registry.store(lora(200 * MIB, seed), **meta)
+        registry.store(one_pair(200 * MIB, seed), **meta)
     paths = [r.file_path for r in registry.list_all()]
     for path in paths:
         Path(path).read_bytes()  # all in the page cache

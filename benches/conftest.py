@@ -13,9 +13,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 import pytest
-from safetensors.numpy import save_file
+
+from adapter_registry._lora_files import one_pair
 
 MIB = 1 << 20
 LORA_CONFIG = {
@@ -43,13 +43,8 @@ def run_pedantic(benchmark: Any, module: ModuleType, contender: Any, args: Any) 
 def lora_dir(path: Path, seed: int, mib: int = 1) -> Path:
     """A PEFT adapter directory: adapter.safetensors (one rank-8 LoRA pair, `mib` MiB of
     float32) beside adapter_config.json; distinct bytes for each seed."""
-    width = mib * MIB // (2 * 8 * 4)
-    rng = np.random.default_rng(seed)
     path.mkdir(parents=True)
-    save_file({
-        "m.q_proj.lora_A.weight": rng.standard_normal((8, width), np.float32),
-        "m.q_proj.lora_B.weight": rng.standard_normal((width, 8), np.float32),
-    }, path / "adapter.safetensors")  # fmt: skip
+    (path / "adapter.safetensors").write_bytes(one_pair(mib * MIB, seed))
     (path / "adapter_config.json").write_text(json.dumps(LORA_CONFIG, indent=2) + "\n")
     return path
 

@@ -327,22 +327,7 @@ impl<'de> Visitor<'de> for StrictStringMapVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Build a file from a header string and a data length, padded as writers pad.
-    fn file(header: &str, data_len: usize) -> Vec<u8> {
-        let mut h = header.as_bytes().to_vec();
-        while h.len() % 8 != 0 {
-            h.push(b' ');
-        }
-        raw_file(&h, data_len)
-    }
-
-    fn raw_file(header: &[u8], data_len: usize) -> Vec<u8> {
-        let mut out = (header.len() as u64).to_le_bytes().to_vec();
-        out.extend_from_slice(header);
-        out.extend(std::iter::repeat_n(7u8, data_len));
-        out
-    }
+    use crate::test_files::{file, raw_file};
 
     fn reject(bytes: &[u8], needle: &str) {
         let err = validate_bytes(bytes).unwrap_err();

@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 
 use crate::header::{read_header_from, validate_bytes, Header, PREFIX_LEN};
+use crate::test_files::raw_file;
 
 const DTYPES: &[(&str, u64)] = &[("F32", 4), ("F16", 2), ("BF16", 2), ("I64", 8), ("U8", 1)];
 
@@ -54,10 +55,7 @@ fn well_formed() -> impl Strategy<Value = Vec<u8>> {
             }
             let mut json = serde_json::to_vec(&header).expect("serializable");
             json.extend(std::iter::repeat_n(b' ', padding));
-            let mut file = (json.len() as u64).to_le_bytes().to_vec();
-            file.extend(json);
-            file.extend(std::iter::repeat_n(0x5a, offset as usize));
-            file
+            raw_file(&json, offset as usize)
         })
 }
 

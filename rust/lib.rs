@@ -15,6 +15,8 @@ mod header_fuzz;
 pub mod load;
 pub mod publish;
 pub mod staging;
+#[cfg(test)]
+mod test_files;
 pub mod verify;
 
 use std::io::Cursor;

@@ -173,20 +173,12 @@ fn fill(file: &mut impl Read, mut chunk: &mut [u8]) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::hash::hash_file;
+    use crate::test_files::one_tensor;
     use std::fs;
 
+    /// A file of one U8 tensor of `data_len` bytes.
     fn sample(data_len: usize) -> Vec<u8> {
-        let header = format!(
-            r#"{{"w":{{"dtype":"U8","shape":[{data_len}],"data_offsets":[0,{data_len}]}}}}"#
-        );
-        let mut h = header.into_bytes();
-        while h.len() % 8 != 0 {
-            h.push(b' ');
-        }
-        let mut out = (h.len() as u64).to_le_bytes().to_vec();
-        out.extend(h);
-        out.extend((0..data_len).map(|i| (i * 7 % 251) as u8));
-        out
+        one_tensor("U8", &[data_len], data_len)
     }
 
     #[test]

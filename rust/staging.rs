@@ -266,18 +266,13 @@ pub fn sweep_stale(root: &Path) -> CoreResult<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_files::one_tensor;
     use std::io::Cursor;
     use std::os::unix::fs::PermissionsExt;
 
+    /// A file of one F32 tensor of two values.
     fn sample() -> Vec<u8> {
-        let mut h = br#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#.to_vec();
-        while h.len() % 8 != 0 {
-            h.push(b' ');
-        }
-        let mut out = (h.len() as u64).to_le_bytes().to_vec();
-        out.extend(h);
-        out.extend([1u8; 8]);
-        out
+        one_tensor("F32", &[2], 8)
     }
 
     fn stage(root: &Path, bytes: &[u8]) -> CoreResult<(Staging, FileDigest)> {

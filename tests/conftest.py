@@ -11,8 +11,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from adapter_registry import AdapterRecord, AdapterRegistry
+from adapter_registry._lora_files import lora_bytes, lora_config
 
-from lora_factory import lora_bytes, lora_config
 from postgres import PostgresServer
 
 # No test reaches a hub: models are built from configs, nothing is downloaded.

@@ -31,7 +31,7 @@ from adapter_registry import AdapterAlreadyExistsError, AdapterRegistry
 from adapter_registry.registry import CRASH_AT_ENV, CRASH_STEPS, FORCE_CLAIM_ENV
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lora_factory import lora_of_size
+from adapter_registry._lora_files import lora_of_size
 
 SIZES = (4 << 10, 64 << 10, 1 << 20, 4 << 20)
 FULL_CHECK_EVERY = 25

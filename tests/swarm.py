@@ -10,8 +10,8 @@ import time
 from typing import Any
 
 from adapter_registry import AdapterAlreadyExistsError
+from adapter_registry._lora_files import lora_of_size
 
-from lora_factory import lora_of_size
 from workers import open_registry
 
 TASKS = ("bug-fix", "feature-impl", "refactor", "test-gen")

@@ -22,12 +22,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from adapter_registry import AdapterRecord, AdapterRegistry, _core
+from adapter_registry._lora_files import lora_bytes, lora_config, peft_dir
 from adapter_registry.cli import cli
 from adapter_registry.cli.app import COMMANDS
 from adapter_registry.cli.output import RECORD_KEYS
 
 from conftest import entries, rows
-from lora_factory import lora_bytes, lora_config, peft_dir
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 OTHER_BASE = "other/model-1b"

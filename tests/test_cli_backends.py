@@ -12,9 +12,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from adapter_registry._lora_files import lora_bytes, lora_config
 from adapter_registry.cli import cli
-
-from lora_factory import lora_bytes, lora_config
 
 
 def test_store_rank_and_read_back_through_db_url_and_rune_db_url(

@@ -20,8 +20,7 @@ from adapter_registry import (
     InvalidAdapterError,
     _core,
 )
-
-from lora_factory import lora_bytes
+from adapter_registry._lora_files import lora_bytes
 
 
 @pytest.mark.parametrize("size", [0, 1, (1 << 20) + 1, 64 << 20])

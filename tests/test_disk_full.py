@@ -17,8 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from adapter_registry import AdapterRegistry, AdapterStorageError
-
-from lora_factory import lora_of_size
+from adapter_registry._lora_files import lora_of_size
 
 MIB = 1 << 20
 WEIGHTS, CONFIG = lora_of_size(MIB, seed=7)

@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from adapter_registry import AdapterRegistry
+from adapter_registry._lora_files import lora_bytes, lora_config
 from adapter_registry.errors import AdapterRegistryError
 
 from conftest import entries, rows
-from lora_factory import lora_bytes, lora_config
 
 SCALE = int(os.environ.get("ADAPTER_REGISTRY_STRESS_SCALE", "1"))
 FUZZ = settings(

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from adapter_registry import AdapterRegistry, AdapterStorageError
-
-from lora_factory import lora_bytes, lora_config
+from adapter_registry._lora_files import lora_bytes, lora_config
 
 
 def store_and_find(registry: AdapterRegistry) -> None:

@@ -21,9 +21,9 @@ from adapter_registry import (
     AdapterStorageError,
     InvalidAdapterError,
 )
+from adapter_registry._lora_files import lora_bytes, lora_config
 
 from conftest import assert_nothing_written, entries, rows
-from lora_factory import lora_bytes, lora_config
 
 ARGS: dict[str, Any] = {"task_type": "bug-fix", "source": "manual", "session_id": "hostile"}
 

@@ -17,10 +17,10 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from adapter_registry import AdapterRegistry, schema
+from adapter_registry._lora_files import lora_bytes, lora_config
 from adapter_registry.record import AdapterRecord
 
 from conftest import raw_sql
-from lora_factory import lora_bytes, lora_config
 
 NEXT = '''
 """A stand-in for the next release's first migration: a new nullable column.

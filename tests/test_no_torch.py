@@ -20,27 +20,14 @@ SCRIPT = textwrap.dedent(
                 raise ImportError(f"{name} is forbidden in this test")
 
     sys.meta_path.insert(0, Refuse())
-    import json, struct
     from adapter_registry import AdapterRegistry
+    from adapter_registry._lora_files import lora_bytes, lora_config
 
-    def lora(seed):
-        header = {}
-        data = b""
-        for m in ("q_proj", "v_proj"):
-            for side, shape in (("A", [2, 4]), ("B", [4, 2])):
-                name = f"base_model.model.model.layers.0.self_attn.{m}.lora_{side}.weight"
-                header[name] = {"dtype": "F32", "shape": shape,
-                                "data_offsets": [len(data), len(data) + 32]}
-                data += bytes([seed]) * 32
-        text = json.dumps(header).encode()
-        text += b" " * (-len(text) % 8)
-        return struct.pack("<Q", len(text)) + text + data
-
-    config = {"peft_type": "LORA", "r": 2, "target_modules": ["q_proj", "v_proj"],
-              "base_model_name_or_path": "tiny/model"}
+    config = lora_config()
     reg = AdapterRegistry(root=sys.argv[1] + "/adapters", db_url=f"sqlite:///{sys.argv[1]}/r.db")
-    a = reg.store(lora(1), config=config, task_type="bug-fix", source="manual", session_id="s")
-    b = reg.store(lora(2), config=config, task_type="bug-fix", source="evolution",
+    a = reg.store(lora_bytes(seed=1), config=config, task_type="bug-fix", source="manual",
+                  session_id="s")
+    b = reg.store(lora_bytes(seed=2), config=config, task_type="bug-fix", source="evolution",
                   session_id="s", parent_ids=[a.id])
     reg.update_fitness(b.id, fitness_score=1.0, pass_rate=0.5)
     reg.archive(a.id)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from adapter_registry import AdapterRegistry, AdapterStorageError
+from adapter_registry._lora_files import lora_of_size
 
-from lora_factory import lora_of_size
 from postgres import PostgresServer
 
 ARGS = {"task_type": "bug-fix", "source": "manual", "session_id": "outage"}

@@ -23,8 +23,7 @@ from adapter_registry import (
     InvalidAdapterError,
     queries,
 )
-
-from lora_factory import lora_bytes, lora_config
+from adapter_registry._lora_files import lora_bytes, lora_config
 
 MISSING = "12345678-1234-4234-8234-123456789abc"
 

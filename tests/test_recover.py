@@ -23,16 +23,16 @@ from adapter_registry import (
     AdapterStorageError,
     _core,
 )
+from adapter_registry._lora_files import lora_bytes, lora_config
 
 from conftest import rows
-from lora_factory import lora_bytes, lora_config
 from workers import open_registry, recover_until, store_many
 
 STORE_AND_CRASH = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, sys.argv[3])
-    from lora_factory import lora_bytes, lora_config
+    from adapter_registry._lora_files import lora_bytes, lora_config
     from adapter_registry import AdapterRegistry
     home, adapter_id = sys.argv[1], sys.argv[2]
     reg = AdapterRegistry(root=f"{home}/adapters", db_url=f"sqlite:///{home}/registry.db")

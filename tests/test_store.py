@@ -12,16 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from safetensors.numpy import save
 
 from adapter_registry import (
     AdapterAlreadyExistsError,
     AdapterRegistry,
     InvalidAdapterError,
 )
+from adapter_registry._lora_files import (
+    BASE_MODEL,
+    lora_bytes,
+    lora_config,
+    lora_tensors,
+    peft_dir,
+    safetensors_bytes,
+)
 
 from conftest import assert_nothing_written, entries, rows
-from lora_factory import BASE_MODEL, lora_bytes, lora_config, lora_tensors, peft_dir
 
 
 def sha256(data: bytes) -> str:
@@ -321,7 +327,7 @@ def test_bad_input_raises_invalid_adapter_error_and_writes_nothing(
     if weights == "drop-B":
         tensors = lora_tensors()
         del tensors["base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight"]
-        weights = save(tensors)
+        weights = safetensors_bytes(tensors)
     with pytest.raises(InvalidAdapterError, match=message) as caught:
         registry.store(weights, **call)
     assert str(caught.value).startswith(f"adapter {call['adapter_id']}: ")

@@ -6,8 +6,7 @@ import os
 from typing import Any
 
 from adapter_registry import AdapterAlreadyExistsError, AdapterRegistry
-
-from lora_factory import lora_bytes, lora_config
+from adapter_registry._lora_files import lora_bytes, lora_config
 
 
 def open_registry(home: str, db_url: str | None = None) -> AdapterRegistry:

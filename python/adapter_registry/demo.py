@@ -4,16 +4,16 @@
     python -m adapter_registry.demo [the same options]
 
 N agent processes store K LoRA adapters each: real PEFT safetensors files with the tensor
-layout of a Qwen2-style model (A/B pairs for q/k/v/o of every layer), built here with the
-standard library, across three task types; every second adapter of an agent is evolved from
-the swarm's latest of its task (now and then from two: a crossover). Evaluator processes set
-fitness; the demo archives one leader, ranks the best per task, draws a lineage, verifies every
-byte with a progress bar, flips one bit of the best adapter to show the check catching it, and
-runs recovery. Where the torch extra is installed it also puts a LoRA on a tiny 2-layer Qwen2
-(built from its config: nothing is downloaded), stores it with PEFT's own save_pretrained,
-picks it as the best for that base model, loads it back verified and runs a forward pass. It
-ends with a table of what it did and how fast. Exit status 0 when everything behaved as
-expected.
+layout of a Qwen2-style model (A/B pairs for q/k/v/o of every layer), built with the standard
+library (``_lora_files``), across three task types; every second adapter of an agent is evolved
+from the swarm's latest of its task (now and then from two: a crossover). Evaluator processes
+set fitness; the demo archives one leader, ranks the best per task, draws a lineage, verifies
+every byte with a progress bar, flips one bit of the best adapter to show the check catching
+it, and runs recovery. Where the torch extra is installed it also puts a LoRA on a tiny 2-layer
+Qwen2 (built from its config: nothing is downloaded), stores it with PEFT's own
+save_pretrained, picks it as the best for that base model, loads it back verified and runs a
+forward pass. It ends with a table of what it did and how fast. Exit status 0 when everything
+behaved as expected.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import json
 import multiprocessing
 import os
 import random
@@ -30,12 +29,12 @@ import struct
 import sys
 import time
 import warnings
-from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
+from ._lora_files import QWEN_7B, lora_bytes, lora_config, model_shape
 from .record import AdapterRecord
 from .registry import AdapterRegistry
 
@@ -47,75 +46,23 @@ __all__ = [
     "DemoResult",
     "lora_adapter",
     "main",
-    "model_shape",
     "run",
-    "safetensors_bytes",
 ]
 
 TASKS = ("bug-fix", "feature-impl", "refactor")
-BASE_MODEL = "Qwen/Qwen2.5-Coder-7B"
+BASE_MODEL = QWEN_7B
 #: The base model of the torch step: a 2-layer Qwen2 built from its config.
 TINY_BASE = "tiny/qwen2-2layer"
 LAYERS, RANK, SEED = 4, 8, 1234
 MB = 1_000_000  # sizes are decimal: 1 MB = 10^6 bytes
-CONFIG = {  # adapter_config.json as PEFT's LoraConfig writes it (abridged)
-    "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": BASE_MODEL,
-    "r": RANK, "lora_alpha": 2 * RANK, "lora_dropout": 0.05, "bias": "none",
-    "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
-}  # fmt: skip
-
-
-# ---------------------------------------------------------------- real LoRA files, stdlib only
-
-
-def model_shape(size_mb: float) -> tuple[int, int]:
-    """(hidden, kv_out) of a Qwen2-style GQA model whose q/k/v/o LoRA is about size_mb."""
-    # Per layer and unit of rank: A is [r, hidden] for all four projections and B is [out, r],
-    # out = hidden for q/o and hidden/4 for k/v (4 query heads per kv head): 6.5 * hidden floats.
-    hidden = max(64, round(size_mb * MB / (LAYERS * RANK * 26) / 64) * 64)
-    return hidden, hidden // 4
-
-
-def safetensors_bytes(tensors: dict[str, tuple[list[int], bytes]]) -> bytes:
-    """F32 tensors as safetensors: u64 header length, JSON header padded with spaces, data."""
-    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
-    offset = 0
-    for name in sorted(tensors):  # data in name order, offsets ascending, as safetensors does
-        shape, data = tensors[name]
-        header[name] = {
-            "dtype": "F32",
-            "shape": shape,
-            "data_offsets": [offset, offset + len(data)],
-        }
-        offset += len(data)
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)  # so that the data starts 8-byte aligned
-    return struct.pack("<Q", len(raw)) + raw + b"".join(tensors[n][1] for n in sorted(tensors))
+CONFIG = lora_config(r=RANK, lora_dropout=0.05, base_model_name_or_path=BASE_MODEL)
 
 
 def lora_adapter(hidden: int, kv_out: int, rng: random.Random) -> bytes:
-    """LoRA A ~ U(+-1/sqrt(hidden)) and B ~ N(0, 0.02) on q/k/v/o of every layer.
-
-    Each tensor tiles a random rotation of 8192 drawn values, so that building stays fast.
-    """
-    bound = hidden**-0.5
-    pools = {
-        "A": array("f", (rng.uniform(-bound, bound) for _ in range(8192))).tobytes(),
-        "B": array("f", (rng.gauss(0.0, 0.02) for _ in range(8192))).tobytes(),
-    }
-
-    def fill(side: str, count: int) -> bytes:
-        k = rng.randrange(8192) * 4
-        pool = pools[side][k:] + pools[side][:k]
-        return (pool * (-(-count * 4 // len(pool))))[: count * 4]
-
-    tensors: dict[str, tuple[list[int], bytes]] = {}
-    for i in range(LAYERS):
-        for proj, out in (("q", hidden), ("k", kv_out), ("v", kv_out), ("o", hidden)):
-            name = f"base_model.model.model.layers.{i}.self_attn.{proj}_proj"
-            tensors[f"{name}.lora_A.weight"] = ([RANK, hidden], fill("A", RANK * hidden))
-            tensors[f"{name}.lora_B.weight"] = ([out, RANK], fill("B", out * RANK))
-    return safetensors_bytes(tensors)
+    """A q/k/v/o LoRA of LAYERS layers at rank RANK for a model of that hidden size and k/v
+    width; the next seed drawn from ``rng`` picks its values."""
+    shape = {"layers": LAYERS, "hidden": hidden, "kv_out": kv_out}
+    return lora_bytes(RANK, rng.getrandbits(64), **shape)
 
 
 def flip_bit(path: str, offset: int) -> None:
@@ -273,7 +220,7 @@ def run(
     from .cli.output import human_bytes, number, plain_table
 
     say, result = _Say(stream), DemoResult()
-    hidden, kv_out = model_shape(size_mb)
+    hidden, kv_out = model_shape(size_mb * MB, LAYERS, RANK)
     root, db_url = home / "adapters", f"sqlite:///{home}/adapter_registry.db"
     swarm = Swarm(
         str(root),
