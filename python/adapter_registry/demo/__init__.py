@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__
-from ._lora_files import QWEN_7B, lora_bytes, lora_config, model_shape
-from .record import AdapterRecord
-from .registry import AdapterRegistry
+from .. import __version__
+from .._lora_files import QWEN_7B, lora_bytes, lora_config, model_shape
+from ..record import AdapterRecord
+from ..registry import AdapterRegistry
 
 __all__ = [
     "BASE_MODEL",
@@ -215,9 +215,9 @@ def run(
     stream: TextIO,
 ) -> DemoResult:
     """Play the swarm in ``home`` (fresh), narrating on ``stream``."""
-    from .cli.integrity import verify_records
-    from .cli.lineage import lineage_json, tree_text
-    from .cli.output import human_bytes, number, plain_table
+    from ..cli.integrity import verify_records
+    from ..cli.lineage import lineage_json, tree_text
+    from ..cli.output import human_bytes, number, plain_table
 
     say, result = _Say(stream), DemoResult()
     hidden, kv_out = model_shape(size_mb * MB, LAYERS, RANK)
@@ -531,7 +531,7 @@ def _table(result: DemoResult, stream: TextIO) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from .cli.output import human_bytes
+    from ..cli.output import human_bytes
 
     s = result.summary
     st, ev, ve, ta, se = s["store"], s["evaluate"], s["verify"], s["tamper"], s["serve"]
@@ -597,10 +597,6 @@ def _table(result: DemoResult, stream: TextIO) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m adapter_registry.demo [options]``: the same as ``adapter-registry demo``."""
-    from .cli import main as cli_main
+    from ..cli import main as cli_main
 
     cli_main(["demo", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    main()
