@@ -358,8 +358,8 @@ fn verify_files(
         .collect())
 }
 
-/// (directory, weights sha256, weights size, config sha256) of one adapter, from its record.
-type ExpectedTuple = (PathBuf, String, u64, String);
+/// (directory, weights sha256, weights size, config sha256, the row's file_path) of one adapter.
+type ExpectedTuple = (PathBuf, String, u64, String, PathBuf);
 
 /// Give stored adapters their whole verdict (hash, size, modes, PEFT link) on `threads`
 /// threads; returns (verdict, problems) per adapter, in input order. See `PyObserver` for
@@ -376,11 +376,12 @@ fn verify_adapters(
     let expected: Vec<verify::Expected> = items
         .into_iter()
         .map(
-            |(dir, file_hash, file_size, config_hash)| verify::Expected {
+            |(dir, file_hash, file_size, config_hash, recorded_path)| verify::Expected {
                 dir,
                 file_hash,
                 file_size,
                 config_hash,
+                recorded_path,
             },
         )
         .collect();

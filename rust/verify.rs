@@ -58,13 +58,15 @@ pub struct Outcome {
     pub detail: Option<String>,
 }
 
-/// What an adapter's directory must hold, from its record.
+/// What an adapter's directory must hold, from its record. `dir` is where the registry keeps
+/// the adapter (its root and id); `recorded_path` is the row's `file_path`, which must agree.
 #[derive(Debug, Clone)]
 pub struct Expected {
     pub dir: PathBuf,
     pub file_hash: String,
     pub file_size: u64,
     pub config_hash: String,
+    pub recorded_path: PathBuf,
 }
 
 /// An adapter's verdict and one line per problem, naming the file.
@@ -125,12 +127,22 @@ pub fn verify_one(path: &Path, expected: &str, mut on_bytes: impl FnMut(u64)) ->
 }
 
 /// The whole verdict of one stored adapter: both files against their hashes (the weights
-/// against their size too), then, if the weights are intact, the seal.
+/// against their size too), then, if the weights are intact, the seal; and the row's path
+/// against where the adapter is kept (a path in a row is never followed).
 pub fn verify_adapter(expected: &Expected, mut tick: impl FnMut(Tick)) -> AdapterReport {
     let mut report = AdapterReport {
         verdict: Verdict::Ok,
         problems: Vec::new(),
     };
+    let kept = expected.dir.join(WEIGHTS_FILE);
+    if expected.recorded_path != kept {
+        report.verdict = Verdict::Mismatch;
+        report.problems.push(format!(
+            "its row's file_path {} is not {}, where the registry keeps it",
+            expected.recorded_path.display(),
+            kept.display()
+        ));
+    }
     let files = [
         (WEIGHTS_FILE, &expected.file_hash, Some(expected.file_size)),
         (CONFIG_FILE, &expected.config_hash, None),
@@ -370,6 +382,7 @@ mod tests {
         fs::hard_link(&weights, dir.join(PEFT_WEIGHTS_FILE)).unwrap();
         Expected {
             dir: dir.to_path_buf(),
+            recorded_path: weights.clone(),
             file_hash: hash_file(&weights).unwrap().sha256,
             file_size: CHUNK as u64 + 7,
             config_hash: hash_file(&dir.join(CONFIG_FILE)).unwrap().sha256,
@@ -412,6 +425,17 @@ mod tests {
         let report = verdict(&link);
         assert_eq!(report.verdict, Verdict::Mismatch);
         assert!(report.problems[0].contains("is not the same file"));
+
+        let elsewhere = Expected {
+            recorded_path: PathBuf::from("/etc/passwd"),
+            ..intact.clone()
+        };
+        let report = verdict(&elsewhere);
+        assert_eq!(report.verdict, Verdict::Mismatch);
+        assert!(
+            report.problems[0].contains("/etc/passwd is not"),
+            "{report:?}"
+        );
 
         let gone = sealed_adapter(&root.path().join("gone"));
         fs::remove_file(gone.dir.join(WEIGHTS_FILE)).unwrap();

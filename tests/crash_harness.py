@@ -7,7 +7,7 @@ Prints one JSON object: trials, how the children ended, what recover() did, and 
 found (there must be none). tests/test_crash.py runs it; run it by hand for longer runs.
 
 Each trial forks a child that stores one adapter. Half the trials kill the child at a named
-step (ADAPTER_REGISTRY_CRASH_AT, taken in turn from registry.CRASH_STEPS); the other half send
+step (ADAPTER_REGISTRY_CRASH_AT, taken in turn from _core.CRASH_STEPS); the other half send
 SIGKILL from here after a random delay, which lands anywhere: in the copy, an fsync, the SQLite
 commit, or after the store finished. Then, in this process: recover(), and the invariants.
 """
@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from adapter_registry import AdapterAlreadyExistsError, AdapterRegistry
-from adapter_registry.registry import CRASH_AT_ENV, CRASH_STEPS, FORCE_CLAIM_ENV
+from adapter_registry._core import CRASH_AT_ENV, CRASH_STEPS
+from adapter_registry.storing import FORCE_CLAIM_ENV
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from adapter_registry._lora_files import lora_of_size

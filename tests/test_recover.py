@@ -86,6 +86,28 @@ def test_a_publish_whose_insert_never_happened_is_rolled_forward(
     assert registry.recover().rolled_forward == []
 
 
+def test_recover_reads_the_record_of_an_earlier_or_later_release(
+    registry: AdapterRegistry, home: Path
+) -> None:
+    """A record written before a column existed takes the column's default; a key a later
+    release added is ignored; a record without a column that has no default is refused."""
+    adapter_id = str(uuid.uuid4())
+    crash_store(home, adapter_id, "published")
+    record_file = registry.root / adapter_id / _core.RECORD_FILE
+    written = json.loads(record_file.read_bytes())
+    older = {k: v for k, v in written.items() if k not in ("agent_id", "generation")}
+    broken = {k: v for k, v in older.items() if k != "file_hash"}
+    record_file.chmod(0o644)
+    record_file.write_text(json.dumps(broken))
+    [(name, why)] = registry.recover().unregistered
+    assert name == adapter_id and "file_hash" in why
+    record_file.write_text(json.dumps({**older, "a_later_column": [1, 2]}))
+    assert registry.recover().rolled_forward == [adapter_id]
+    record = registry.retrieve_by_id(adapter_id)
+    assert (record.agent_id, record.generation) == (None, 0)
+    assert record.training_task_hash == written["training_task_hash"] == "t"
+
+
 def test_a_crash_after_staging_leaves_nothing_visible_and_is_swept(
     registry: AdapterRegistry, home: Path
 ) -> None:

@@ -92,7 +92,10 @@ def calls(tmp_path: Path) -> dict[str, Callable[[], Any]]:
         "sweep_staging": lambda: _core.sweep_staging(str(root)),
         "verify_files": lambda: _core.verify_files([(str(weights), digest)]),
         "verify_adapters": lambda: _core.verify_adapters(
-            [(str(directory), digest, size, config_digest), (str(tmp_path / "gone"), "", 0, "")]
+            [
+                (str(directory), digest, size, config_digest, directory / _core.WEIGHTS_FILE),
+                (str(tmp_path / "gone"), "", 0, "", ""),
+            ]
         ),
         "seal_problems": lambda: _core.seal_problems(str(directory)),
         "crash_point": lambda: _core.crash_point("staged"),

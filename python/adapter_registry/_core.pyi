@@ -1,6 +1,6 @@
 """Type stubs of the Rust core, checked against the build by ``mypy.stubtest``."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import final
@@ -84,7 +84,7 @@ def verify_files(
     progress: Callable[[int, int, int], object] | None = None,
 ) -> list[_Outcome]: ...
 def verify_adapters(
-    items: list[tuple[_Path, str, int, str]],
+    items: Sequence[tuple[_Path, str, int, str, _Path]],
     threads: int | None = None,
     progress: Callable[[int, int, int], object] | None = None,
 ) -> list[tuple[str, list[str]]]: ...

@@ -76,15 +76,20 @@ class Database:
         self.dialect = parsed.get_backend_name()
         options: dict[str, Any] = {"pool_timeout": pool_timeout}
         if self.dialect == "sqlite":
-            if parsed.database not in (None, "", ":memory:"):
-                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            if parsed.database in (None, "", ":memory:") or "mode=memory" in str(parsed):
+                # Each pooled connection would see a database of its own, gone when it closes,
+                # while the adapters' files stay: a registry must outlive its process.
+                raise AdapterStorageError(
+                    f"database URL {url!r} cannot be used: an in-memory SQLite database does "
+                    "not outlive the process; give a file (sqlite:///path/registry.db)"
+                )
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             options["connect_args"] = {"timeout": BUSY_TIMEOUT_MS / 1000}
         else:
             # A server may restart under us: test each pooled connection before handing it out.
             options["pool_pre_ping"] = True
             options["connect_args"] = {"connect_timeout": max(1, round(connect_timeout))}
-        if self.dialect != "sqlite" or parsed.database not in (None, "", ":memory:"):
-            options["pool_size"] = pool_size
+        options["pool_size"] = pool_size
         try:
             self.engine = create_engine(parsed, **options)
         except (sa_exc.ArgumentError, ImportError) as err:

@@ -72,9 +72,15 @@ def _weights_in_directory(directory: Path) -> Path:
 def _config_bytes(config: Mapping[str, Any] | str | os.PathLike[str]) -> bytes:
     if isinstance(config, Mapping):
         try:
-            return (json.dumps(dict(config), indent=2, sort_keys=True) + "\n").encode()
+            text = json.dumps(dict(config), indent=2, sort_keys=True, allow_nan=False)
+        except RecursionError:
+            raise InvalidAdapterError("config is nested too deeply") from None
         except (TypeError, ValueError) as err:
-            raise InvalidAdapterError(f"config is not JSON-serialisable: {err}") from err
+            raise InvalidAdapterError(f"config is not JSON-serialisable: {err}") from None
+        try:
+            return (text + "\n").encode()
+        except UnicodeEncodeError as err:
+            raise InvalidAdapterError(f"config is not valid Unicode: {err.reason}") from None
     if not isinstance(config, (str, os.PathLike)):
         raise InvalidAdapterError(f"config must be a dict or a path, not {type(config).__name__}")
     path = Path(config).expanduser()
@@ -85,7 +91,10 @@ def _config_bytes(config: Mapping[str, Any] | str | os.PathLike[str]) -> bytes:
         raise InvalidAdapterError(f"config {path} does not exist") from None
     except OSError as err:
         raise InvalidAdapterError(f"config {path} cannot be read: {err.strerror}") from err
-    with open(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # before open(): a directory would raise
             raise InvalidAdapterError(f"config {path} is not a regular file")
-        return f.read(MAX_CONFIG_BYTES + 1)
+        with open(fd, "rb", closefd=False) as f:
+            return f.read(MAX_CONFIG_BYTES + 1)
+    finally:
+        os.close(fd)

@@ -16,7 +16,7 @@ from pathlib import Path
 from . import _core, validation
 from .errors import AdapterRegistryError, InvalidAdapterError
 from .record import AdapterRecord
-from .records import Records, record_from_file
+from .records import Records, adapter_directory, record_from_file
 from .reports import RecoveryReport, VerifyReport
 
 __all__ = ["ProgressCallback", "recover", "verify_records"]
@@ -24,18 +24,19 @@ __all__ = ["ProgressCallback", "recover", "verify_records"]
 ProgressCallback = Callable[[int, int, int], object]
 
 
-def _expected(record: AdapterRecord) -> tuple[str, str, int, str]:
-    directory = str(Path(record.file_path).parent)
-    return directory, record.file_hash, record.file_size_bytes, record.config_hash
-
-
 def verify_records(
+    root: Path,
     records: Sequence[AdapterRecord],
     threads: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> list[VerifyReport]:
-    """Each record's files against it, on a pool of threads, in the order given."""
-    verdicts = _core.verify_adapters([_expected(r) for r in records], threads, progress)
+    """Each record's files, found from the root and its id, against it, on a pool of threads,
+    in the order given."""
+    expected = [
+        (adapter_directory(root, r.id), r.file_hash, r.file_size_bytes, r.config_hash, r.file_path)
+        for r in records
+    ]
+    verdicts = _core.verify_adapters(expected, validation.check_threads(threads), progress)
     return [
         VerifyReport(r.id, status, tuple(problems))
         for r, (status, problems) in zip(records, verdicts, strict=True)
@@ -46,14 +47,16 @@ def recover(records: Records, root: Path) -> RecoveryReport:
     """See ``AdapterRegistry.recover``."""
     report = RecoveryReport()
     report.removed_staging = sorted(_core.sweep_staging(str(root)))
-    registered = records.paths()
+    registered = records.ids()
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if entry.name.startswith(".") or entry.name in registered:
             continue
         why = _roll_forward(records, entry, report)
         if why is not None:
             report.unregistered.append((entry.name, why))
-    report.missing = sorted(i for i, path in registered.items() if not os.path.isfile(path))
+    report.missing = sorted(
+        i for i in registered if not (adapter_directory(root, i) / _core.WEIGHTS_FILE).is_file()
+    )
     return report
 
 
@@ -79,7 +82,7 @@ def _roll_forward(records: Records, entry: os.DirEntry[str], report: RecoveryRep
         return f"no valid {_core.RECORD_FILE}: {err}"
     if record.id != entry.name or record.file_path != str(path / _core.WEIGHTS_FILE):
         return f"{_core.RECORD_FILE} describes another adapter ({record.id})"
-    verdict = verify_records([record])[0]
+    verdict = verify_records(path.parent, [record])[0]
     if not verdict.ok:
         return "; ".join(verdict.problems)
     try:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidAdapterError
+from .validation import MAX_BASE_MODEL, check_text
 
 __all__ = ["LoraConfig", "check_tensors", "parse_config"]
 
@@ -63,6 +64,10 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
@@ -72,9 +77,15 @@ def parse_config(data: bytes) -> LoraConfig:
     if len(data) > MAX_CONFIG_BYTES:
         raise InvalidAdapterError(f"adapter_config.json is {len(data)} bytes, over 1 MiB")
     try:
-        raw = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InvalidAdapterError(f"adapter_config.json is not valid JSON: {err}") from err
+        raw = json.loads(
+            data.decode("utf-8"),
+            object_pairs_hook=_no_duplicate_keys,
+            parse_constant=_no_constant,
+        )
+    except RecursionError:
+        raise InvalidAdapterError("adapter_config.json is nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError, an int of 4301 digits
+        raise InvalidAdapterError(f"adapter_config.json is not valid JSON: {err}") from None
     if not isinstance(raw, dict):
         raise InvalidAdapterError("adapter_config.json is not a JSON object")
     if raw.get("peft_type") != "LORA":
@@ -109,6 +120,8 @@ def parse_config(data: bytes) -> LoraConfig:
     base = raw.get("base_model_name_or_path")
     if base is not None and not isinstance(base, str):
         raise InvalidAdapterError("adapter_config.json base_model_name_or_path must be a string")
+    if base:
+        check_text("adapter_config.json base_model_name_or_path", base, MAX_BASE_MODEL)
     return LoraConfig(
         r=r,
         target_modules=targets,

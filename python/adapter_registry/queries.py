@@ -39,4 +39,4 @@ BEST_FOR_BASE = (
 LIST_ALL = _ALL.order_by(*_ORDER)
 LIST_LIVE = _ALL.where(_LIVE).order_by(*_ORDER)
 BY_TRAINING_TASK = _ALL.where(TABLE.c.training_task_hash == bindparam("hash")).order_by(*_ORDER)
-PATHS = select(TABLE.c.id, TABLE.c.file_path)
+IDS = select(TABLE.c.id)

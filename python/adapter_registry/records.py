@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,11 +20,23 @@ from .database import Database
 from .errors import AdapterAlreadyExistsError, AdapterNotFoundError, InvalidAdapterError
 from .record import COLUMNS, TABLE, AdapterRecord
 
-__all__ = ["Records", "record_file_bytes", "record_from_file", "record_from_row"]
+__all__ = [
+    "Records",
+    "adapter_directory",
+    "record_file_bytes",
+    "record_from_file",
+    "record_from_row",
+]
 
 _ALL_FIELDS = frozenset(COLUMNS)
 # An instance as the ORM makes one for a loaded row: SQLModel's and SQLAlchemy's state, no values.
 _new_instance = sa_inspect(AdapterRecord).class_manager.new_instance
+
+
+def adapter_directory(root: Path, adapter_id: str) -> Path:
+    """Where the registry keeps an adapter's files: from its root and id alone. A row's
+    ``file_path`` is never followed (a row written by hand could name any file)."""
+    return root / adapter_id
 
 
 def record_from_row(values: Sequence[Any]) -> AdapterRecord:
@@ -93,9 +106,9 @@ class Records:
     def exists(self, adapter_id: str) -> bool:
         return bool(self.db.fetch(queries.EXISTS, id=adapter_id))
 
-    def paths(self) -> dict[str, str]:
-        """Every registered id and its recorded weights path."""
-        return {adapter_id: path for adapter_id, path in self.db.fetch(queries.PATHS)}
+    def ids(self) -> set[str]:
+        """Every registered id."""
+        return {adapter_id for (adapter_id,) in self.db.fetch(queries.IDS)}
 
     def insert(self, record: AdapterRecord, on_insert: Any = None) -> tuple[AdapterRecord, bool]:
         """Insert the row of a published adapter; says whether this call inserted it.

@@ -277,7 +277,7 @@ class AdapterRegistry:
             records = self.list_all(include_archived=True)
         else:
             records = [self.retrieve_by_id(i) for i in ids]
-        return integrity.verify_records(records, threads, progress)
+        return integrity.verify_records(self.root, records, threads, progress)
 
     def recover(self) -> RecoveryReport:
         """Bring files and rows back in step after crashes; safe beside live stores.

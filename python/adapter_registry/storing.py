@@ -89,7 +89,9 @@ def store(
             raise InvalidAdapterError(
                 "no base_model_id: pass it, or set base_model_name_or_path in the config"
             )
-        fields["base_model_id"] = validation.check_text("base_model_id", base)
+        fields["base_model_id"] = validation.check_text(
+            "base_model_id", base, validation.MAX_BASE_MODEL
+        )
         _refuse_existing(records, root, adapter_id)
         fields["version"], fields["generation"] = _lineage_numbers(
             records, parents, version, generation

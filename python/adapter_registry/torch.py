@@ -31,6 +31,7 @@ from .errors import (
 )
 from .lora_config import check_tensors, parse_config
 from .record import AdapterRecord
+from .records import adapter_directory
 
 if TYPE_CHECKING:
     import torch as torch_
@@ -59,12 +60,15 @@ def _require(module: str) -> Any:
         ) from err
 
 
-def _verified_tensors(record: AdapterRecord, device: Any) -> dict[str, torch_.Tensor]:
+def _verified_tensors(
+    directory: Path, record: AdapterRecord, device: Any
+) -> dict[str, torch_.Tensor]:
     torch = _require("torch")
-    if broken := _core.seal_problems(str(Path(record.file_path).parent)):
+    if broken := _core.seal_problems(str(directory)):
         raise IntegrityError(f"stored weights cannot be trusted: {broken[0][1]}")
     try:
-        data, digest, placed = _core.read_verified(record.file_path, record.file_size_bytes)
+        weights = str(directory / _core.WEIGHTS_FILE)
+        data, digest, placed = _core.read_verified(weights, record.file_size_bytes)
     except InvalidAdapterError as err:  # missing, unreadable, wrong size, bad header
         raise IntegrityError(f"stored weights cannot be trusted: {err}") from err
     if digest != record.file_hash:
@@ -108,11 +112,11 @@ def load_state_dict(
     """
     record = registry.retrieve_by_id(adapter_id)
     with about_adapter(adapter_id):
-        return _verified_tensors(record, device)
+        return _verified_tensors(adapter_directory(registry.root, adapter_id), record, device)
 
 
-def _verified_config(record: AdapterRecord) -> bytes:
-    path = Path(record.file_path).with_name(_core.CONFIG_FILE)
+def _verified_config(directory: Path, record: AdapterRecord) -> bytes:
+    path = directory / _core.CONFIG_FILE
     try:
         data = path.read_bytes()
     except OSError as err:
@@ -196,8 +200,9 @@ def load_peft(
                 f"it was trained on {record.base_model_id!r} but the model is {model_name!r} "
                 "(check_base_model=False loads it anyway)"
             )
-        config_bytes = _verified_config(record)
-        tensors = _verified_tensors(record, device or _model_device(base_model))
+        directory = adapter_directory(registry.root, adapter_id)
+        config_bytes = _verified_config(directory, record)
+        tensors = _verified_tensors(directory, record, device or _model_device(base_model))
         check_tensors(
             parse_config(config_bytes),
             [(name, str(t.dtype), list(t.shape)) for name, t in tensors.items()],

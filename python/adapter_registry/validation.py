@@ -4,6 +4,7 @@ InvalidAdapterError naming the field and the value."""
 from __future__ import annotations
 
 import math
+import numbers
 import re
 import uuid
 from collections.abc import Iterable
@@ -21,11 +22,17 @@ __all__ = [
     "check_pass_rate",
     "check_task_type",
     "check_text",
+    "check_threads",
 ]
 
 SOURCES = frozenset({"distillation", "evolution", "manual"})
 _KEBAB = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+#: The longest free-text field, in characters...
 MAX_TEXT = 512
+#: ...but for a base model, which may be a local path (Linux's PATH_MAX).
+MAX_BASE_MODEL = 4096
+#: C0 and C1 control characters (tab, newline and ESC among them) and DEL.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def check_adapter_id(value: Any, what: str = "adapter id") -> str:
@@ -55,15 +62,29 @@ def check_source(value: Any) -> str:
     return str(value)
 
 
-def check_text(name: str, value: Any) -> str:
-    """A non-empty single-line string of reasonable length."""
-    if (
-        not isinstance(value, str)
-        or not value.strip()
-        or len(value) > MAX_TEXT
-        or any(c in value for c in "\0\n\r")
-    ):
+def check_text(name: str, value: Any, limit: int = MAX_TEXT) -> str:
+    """A non-empty line of printable text that encodes as UTF-8, at most ``limit`` characters.
+
+    Both databases store it as given, and every command prints it, so it is checked here,
+    before anything is written: a lone surrogate cannot be stored, and a control character
+    (an ESC starts a terminal escape) must never reach a terminal.
+    """
+    if not isinstance(value, str) or not value.strip():
         raise InvalidAdapterError(f"{name} {value!r} must be a non-empty single-line string")
+    if len(value) > limit:
+        raise InvalidAdapterError(f"{name} is {len(value)} characters long; the limit is {limit}")
+    control = _CONTROL.search(value)
+    if control is not None:
+        raise InvalidAdapterError(
+            f"{name} {value!r} must be a non-empty single-line string without control "
+            f"characters (it holds U+{ord(control.group()):04X})"
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InvalidAdapterError(
+            f"{name} {value!r} is not valid Unicode ({err.reason} at position {err.start})"
+        ) from None
     return value
 
 
@@ -72,9 +93,22 @@ def check_optional_text(name: str, value: Any) -> str | None:
 
 
 def _finite(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    """A real number (int, float, numpy's floats; never a bool) that is finite as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidAdapterError(f"{name} {value!r} is not a finite number")
-    return float(value)
+    try:
+        number = float(value)
+    except (OverflowError, ValueError, TypeError):
+        number = math.inf
+    if not math.isfinite(number):
+        raise InvalidAdapterError(f"{name} {_short(value)} is not a finite number")
+    return number
+
+
+def _short(value: Any) -> str:
+    """A value for a message, cut short (an int of 400 digits is not worth printing whole)."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "(huge int)"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_pass_rate(value: Any) -> float | None:
@@ -109,14 +143,27 @@ MAX_INTEGER = 2**63 - 1
 def check_count(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_INTEGER:
         raise InvalidAdapterError(
-            f"{name} {value!r} must be an integer from {minimum} to 2**63 - 1"
+            f"{name} {_short(value)} must be an integer from {minimum} to 2**63 - 1"
         )
+    return value
+
+
+def check_threads(value: Any) -> int | None:
+    """A thread count: None (one per core) or a positive integer."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
+        raise InvalidAdapterError(f"threads {_short(value)} must be an integer from 1 to 4096")
     return value
 
 
 def check_parent_ids(values: Iterable[Any], adapter_id: str) -> list[str]:
     if isinstance(values, (str, bytes)):
         raise InvalidAdapterError("parent_ids must be a list of adapter ids, not a single string")
+    if not isinstance(values, Iterable) or isinstance(values, dict):
+        raise InvalidAdapterError(
+            f"parent_ids must be a list of adapter ids, not {type(values).__name__}"
+        )
     parents = [check_adapter_id(v, "parent id") for v in values]
     if len(set(parents)) != len(parents):
         raise InvalidAdapterError(f"parent_ids {parents} name a parent twice")

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from .. import _core
+from ..records import adapter_directory
 from ..registry import AdapterRegistry
 from ..reports import VerifyReport
 from .app import BadUsage, Settings
@@ -48,9 +49,9 @@ class VerifyRun:
         )
 
 
-def _config_size(weights_path: str) -> int:
+def _config_size(directory: Path) -> int:
     try:
-        return os.stat(Path(weights_path).with_name(_core.CONFIG_FILE)).st_size
+        return os.stat(directory / _core.CONFIG_FILE).st_size
     except OSError:
         return 0
 
@@ -67,7 +68,9 @@ def verify_records(
         if ids is None
         else [registry.retrieve_by_id(i) for i in ids]
     )
-    total = sum(r.file_size_bytes + _config_size(r.file_path) for r in records)
+    total = sum(
+        r.file_size_bytes + _config_size(adapter_directory(registry.root, r.id)) for r in records
+    )
     with ByteProgress(total, "verify", show=show_progress) as progress:
         started = time.perf_counter()
         reports = registry.verify_all(

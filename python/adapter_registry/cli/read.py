@@ -11,6 +11,7 @@ import click
 
 from .. import _core
 from ..record import AdapterRecord
+from ..records import adapter_directory
 from .app import CommandError, Settings
 from .lineage import lineage_json, tree_text
 from .output import (
@@ -113,11 +114,12 @@ def _file_json(directory: Path, name: str, weights: os.stat_result | None) -> di
     }
 
 
-def files_json(record: AdapterRecord) -> list[dict[str, Any]]:
+def files_json(directory: Path) -> list[dict[str, Any]]:
     """The adapter's directory as it is now: the expected files first, then anything else."""
-    directory = Path(record.file_path).parent
     try:
-        weights: os.stat_result | None = os.stat(record.file_path, follow_symlinks=False)
+        weights: os.stat_result | None = os.stat(
+            directory / _core.WEIGHTS_FILE, follow_symlinks=False
+        )
     except OSError:
         weights = None
     try:
@@ -153,13 +155,14 @@ def show(settings: Settings, adapter_id: str, as_json: bool) -> None:
     """
     registry = settings.registry()
     record = registry.retrieve_by_id(adapter_id)
-    files = files_json(record)
+    directory = adapter_directory(registry.root, record.id)
+    files = files_json(directory)
     tree = lineage_json(registry, record)
     if as_json:
         emit_json(
             {
                 "record": record_json(record),
-                "directory": str(Path(record.file_path).parent),
+                "directory": str(directory),
                 "files": files,
                 "ancestors": [r.id for r in registry.lineage(adapter_id)],
                 "children": [c["id"] for c in tree["children"]],
@@ -170,7 +173,7 @@ def show(settings: Settings, adapter_id: str, as_json: bool) -> None:
     width = max(map(len, fields))
     for name, value in fields.items():
         click.echo(f"{name:<{width}}  {_field_text(name, value)}")
-    click.echo(f"\nfiles in {Path(record.file_path).parent}")
+    click.echo(f"\nfiles in {directory}")
     rows = []
     for f in files:
         if not f["exists"]:
