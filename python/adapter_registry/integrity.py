@@ -8,13 +8,16 @@ what to verify and turns the verdicts into reports.
 
 from __future__ import annotations
 
-import json
 import os
+import re
+import stat
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import _core, validation
-from .errors import AdapterRegistryError, InvalidAdapterError
+from . import _core, storing, validation
+from .errors import AdapterRegistryError, IntegrityError, InvalidAdapterError
+from .lora_config import LoraConfig, check_tensors, parse_config
 from .record import AdapterRecord
 from .records import Records, adapter_directory, record_from_file
 from .reports import RecoveryReport, VerifyReport
@@ -44,30 +47,83 @@ def verify_records(
 
 
 def recover(records: Records, root: Path) -> RecoveryReport:
-    """See ``AdapterRegistry.recover``."""
+    """See ``AdapterRegistry.recover``.
+
+    The trust model: whoever can write to the root can store adapters. What recover()
+    registers is consistent with its files and its parents (every rule store() applies, applied
+    again by the same code), not proof of who made it.
+    """
     report = RecoveryReport()
     report.removed_staging = sorted(_core.sweep_staging(str(root)))
     registered = records.ids()
+    found: dict[str, _Found] = {}
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if entry.name.startswith(".") or entry.name in registered:
             continue
-        why = _roll_forward(records, entry, report)
-        if why is not None:
-            report.unregistered.append((entry.name, why))
+        try:
+            candidate = _read_candidate(root, entry, report)
+        except _REFUSALS as err:
+            report.unregistered.append((entry.name, _one_line(err)))
+            continue
+        if candidate is not None:
+            found[entry.name] = candidate
+    # Parents before their children: each pass registers those whose parents all are.
+    while found:
+        ready = [c for c in found.values() if not set(c.record.parents) & found.keys()]
+        for candidate in ready or list(found.values()):
+            del found[candidate.record.id]
+            try:
+                _register(records, root, candidate, report)
+            except _REFUSALS as err:
+                report.unregistered.append((candidate.record.id, _one_line(err)))
+    report.unregistered.sort()
     report.missing = sorted(
         i for i in registered if not (adapter_directory(root, i) / _core.WEIGHTS_FILE).is_file()
     )
     return report
 
 
-def _roll_forward(records: Records, entry: os.DirEntry[str], report: RecoveryReport) -> str | None:
-    """Register one unregistered directory; returns why not, where it cannot be."""
+#: What a bad entry may raise; each is reported against that entry, and the others go on.
+_REFUSALS = (AdapterRegistryError, OSError, ValueError, TypeError, RecursionError)
+#: A record or config larger than this is not one of ours.
+_MAX_SMALL_FILE = 1 << 20
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass
+class _Found:
+    record: AdapterRecord
+    lora: LoraConfig
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _read_small_file(path: Path) -> bytes:
+    """A regular file of ours, never through a symlink, never blocking on a FIFO."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidAdapterError(f"{path.name} is not a regular file")
+        with open(fd, "rb", closefd=False) as f:
+            data = f.read(_MAX_SMALL_FILE + 1)
+    finally:
+        os.close(fd)
+    if len(data) > _MAX_SMALL_FILE:
+        raise InvalidAdapterError(f"{path.name} is over 1 MiB")
+    return data
+
+
+def _read_candidate(root: Path, entry: os.DirEntry[str], report: RecoveryReport) -> _Found | None:
+    """An unregistered directory's record, checked as store() checks its input; None for an
+    empty claim (removed). Raises what is wrong with it."""
     if not entry.is_dir(follow_symlinks=False):
-        return "not a directory"
+        raise InvalidAdapterError("not a directory")
     try:
         validation.check_adapter_id(entry.name)
     except InvalidAdapterError:
-        return "not an adapter id"
+        raise InvalidAdapterError("not an adapter id") from None
     path = Path(entry.path)
     try:
         path.rmdir()  # only succeeds on an empty directory: a claim never filled
@@ -76,29 +132,49 @@ def _roll_forward(records: Records, entry: os.DirEntry[str], report: RecoveryRep
     except OSError:
         pass
     try:
-        record = record_from_file((path / _core.RECORD_FILE).read_bytes())
+        record = record_from_file(_read_small_file(path / _core.RECORD_FILE))
         _check_recorded_fields(record)
-    except (OSError, ValueError, TypeError) as err:
-        return f"no valid {_core.RECORD_FILE}: {err}"
+    except _REFUSALS as err:
+        raise InvalidAdapterError(f"no valid {_core.RECORD_FILE}: {_one_line(err)}") from None
     if record.id != entry.name or record.file_path != str(path / _core.WEIGHTS_FILE):
-        return f"{_core.RECORD_FILE} describes another adapter ({record.id})"
-    verdict = verify_records(path.parent, [record])[0]
-    if not verdict.ok:
-        return "; ".join(verdict.problems)
-    try:
-        _, inserted = records.insert(record)
-    except AdapterRegistryError as err:
-        return str(err)
-    if inserted:  # else its own store() finished while we looked
-        report.rolled_forward.append(record.id)
-    return None
+        raise InvalidAdapterError(f"{_core.RECORD_FILE} describes another adapter ({record.id})")
+    lora = parse_config(_read_small_file(path / _core.CONFIG_FILE))
+    storing.check_base_model(record.base_model_id, lora)
+    if record.rank != lora.r:
+        raise InvalidAdapterError(f"rank {record.rank} is not the config's r {lora.r}")
+    tensors, _ = _core.read_safetensors_header(str(path / _core.WEIGHTS_FILE))
+    check_tensors(lora, tensors)
+    return _Found(record, lora)
 
 
 def _check_recorded_fields(record: AdapterRecord) -> None:
-    """The same checks store() made, for a record read back from disk."""
+    """Every rule store() applies to its input, by the same code, and the form of the fields
+    store() derives (the files judge their values): a record on disk is input like any other."""
+    storing.check_fields(
+        task_type=record.task_type, source=record.source, session_id=record.session_id,
+        training_task_hash=record.training_task_hash, agent_id=record.agent_id,
+        pass_rate=record.pass_rate, fitness_score=record.fitness_score,
+    )  # fmt: skip
     validation.check_adapter_id(record.id)
-    validation.check_task_type(record.task_type)
-    validation.check_source(record.source)
-    validation.check_pass_rate(record.pass_rate)
-    validation.check_fitness(record.fitness_score)
-    validation.check_parent_ids(json.loads(record.parent_ids or "[]"), record.id)
+    validation.check_parent_ids(record.parents, record.id)
+    for name in ("file_hash", "config_hash"):
+        if not _HEX_DIGEST.fullmatch(str(getattr(record, name))):
+            raise InvalidAdapterError(f"{name} is not a lower-case hex SHA-256")
+    validation.check_count("file_size_bytes", record.file_size_bytes, 0)
+    if not isinstance(record.is_archived, bool):
+        raise InvalidAdapterError("is_archived is not a boolean")
+    storing.check_created_at(record.created_at)
+
+
+def _register(records: Records, root: Path, found: _Found, report: RecoveryReport) -> None:
+    """Register a checked candidate once its parents are registered and its files verify."""
+    record = found.record
+    record.version, record.generation = storing.lineage_numbers(
+        records, record.parents, record.version, record.generation
+    )
+    verdict = verify_records(root, [record])[0]
+    if not verdict.ok:
+        raise IntegrityError("; ".join(verdict.problems))
+    _, inserted = records.insert(record)
+    if inserted:  # else its own store() finished while we looked
+        report.rolled_forward.append(record.id)

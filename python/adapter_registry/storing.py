@@ -19,7 +19,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +35,43 @@ from .lora_config import LoraConfig, check_tensors, parse_config
 from .record import AdapterRecord
 from .records import Records, record_file_bytes
 
-__all__ = ["FORCE_CLAIM_ENV", "store"]
+__all__ = [
+    "FORCE_CLAIM_ENV",
+    "check_base_model",
+    "check_created_at",
+    "check_fields",
+    "lineage_numbers",
+    "store",
+]
 
 #: Set to "1" to publish with the exclusive-claim scheme instead of renameat2 (for testing the
 #: path that filesystems without RENAME_NOREPLACE take).
 FORCE_CLAIM_ENV = "ADAPTER_REGISTRY_FORCE_CLAIM"
 
 
+#: How far ahead of this host's clock a recorded time may be (another host's clock).
+CLOCK_SKEW = timedelta(days=1)
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def check_created_at(value: Any) -> str:
+    """A time as store() writes it: UTC, ISO 8601 to the microsecond, not in the future."""
+    try:
+        when = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        when = None
+    if (
+        when is None
+        or when.utcoffset() != timedelta(0)
+        or when.isoformat(timespec="microseconds") != value
+    ):
+        raise InvalidAdapterError(f"created_at {value!r} is not a UTC time as store() writes it")
+    if when > datetime.now(timezone.utc) + CLOCK_SKEW:
+        raise InvalidAdapterError(f"created_at {value} is in the future")
+    return str(value)
 
 
 def store(
@@ -70,36 +98,58 @@ def store(
         adapter_id = str(uuid.uuid4())
     with about_adapter(str(adapter_id)):
         validation.check_adapter_id(adapter_id)
-        fields: dict[str, Any] = {
-            "task_type": validation.check_task_type(task_type),
-            "source": validation.check_source(source),
-            "session_id": validation.check_text("session_id", session_id),
-            "training_task_hash": validation.check_optional_text(
-                "training_task_hash", training_task_hash
-            ),
-            "agent_id": validation.check_optional_text("agent_id", agent_id),
-            "pass_rate": validation.check_pass_rate(pass_rate),
-            "fitness_score": validation.check_fitness(fitness_score),
-        }
+        fields = check_fields(
+            task_type=task_type, source=source, session_id=session_id,
+            training_task_hash=training_task_hash, agent_id=agent_id, pass_rate=pass_rate,
+            fitness_score=fitness_score,
+        )  # fmt: skip
         parents = validation.check_parent_ids(parent_ids, adapter_id)
         weights_source, config_bytes = resolve(weights, config)
         lora = parse_config(config_bytes)
-        base = base_model_id if base_model_id is not None else lora.base_model_name_or_path
-        if base is None:
-            raise InvalidAdapterError(
-                "no base_model_id: pass it, or set base_model_name_or_path in the config"
-            )
-        fields["base_model_id"] = validation.check_text(
-            "base_model_id", base, validation.MAX_BASE_MODEL
-        )
+        fields["base_model_id"] = check_base_model(base_model_id, lora)
         _refuse_existing(records, root, adapter_id)
-        fields["version"], fields["generation"] = _lineage_numbers(
+        fields["version"], fields["generation"] = lineage_numbers(
             records, parents, version, generation
         )
         fields["parent_ids"] = json.dumps(parents)
         record = _stage_and_publish(root, adapter_id, weights_source, config_bytes, lora, fields)
         _core.crash_point("published")
         return _register(records, root, record)
+
+
+def check_fields(
+    *,
+    task_type: Any,
+    source: Any,
+    session_id: Any,
+    training_task_hash: Any,
+    agent_id: Any,
+    pass_rate: Any,
+    fitness_score: Any,
+) -> dict[str, Any]:
+    """The caller's metadata, checked: the rules store() applies, and recover() applies again
+    to a record it finds on disk (with ``check_base_model`` and ``lineage_numbers``)."""
+    return {
+        "task_type": validation.check_task_type(task_type),
+        "source": validation.check_source(source),
+        "session_id": validation.check_text("session_id", session_id),
+        "training_task_hash": validation.check_optional_text(
+            "training_task_hash", training_task_hash
+        ),
+        "agent_id": validation.check_optional_text("agent_id", agent_id),
+        "pass_rate": validation.check_pass_rate(pass_rate),
+        "fitness_score": validation.check_fitness(fitness_score),
+    }
+
+
+def check_base_model(base_model_id: Any, lora: LoraConfig) -> str:
+    """The base model: as given, else the config's ``base_model_name_or_path``."""
+    base = base_model_id if base_model_id is not None else lora.base_model_name_or_path
+    if base is None:
+        raise InvalidAdapterError(
+            "no base_model_id: pass it, or set base_model_name_or_path in the config"
+        )
+    return validation.check_text("base_model_id", base, validation.MAX_BASE_MODEL)
 
 
 def _refuse_existing(records: Records, root: Path, adapter_id: str) -> None:
@@ -109,7 +159,7 @@ def _refuse_existing(records: Records, root: Path, adapter_id: str) -> None:
         )
 
 
-def _lineage_numbers(
+def lineage_numbers(
     records: Records, parents: list[str], version: Any, generation: Any
 ) -> tuple[int, int]:
     """Defaults: version 1 + the highest parent's (else 1), generation likewise (else 0)."""
