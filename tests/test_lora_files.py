@@ -1,13 +1,15 @@
 """The one test-file builder (adapter_registry._lora_files, pure Python) writes what the
-safetensors package writes, deterministically, with finite values, and fast enough for 200 MB."""
+safetensors package writes, deterministically, with finite values; a large one is a LoRA its
+config describes (how fast it builds is measured nowhere in the tests: no timed asserts)."""
 
 from __future__ import annotations
 
-import time
+import json
 
 import numpy as np
 from safetensors.numpy import load, save
 
+from adapter_registry import _core
 from adapter_registry._lora_files import (
     lora_bytes,
     lora_of_size,
@@ -15,6 +17,7 @@ from adapter_registry._lora_files import (
     one_pair,
     safetensors_bytes,
 )
+from adapter_registry.lora_config import check_tensors, parse_config
 
 
 def test_the_bytes_are_those_the_safetensors_package_writes() -> None:
@@ -31,8 +34,8 @@ def test_values_are_finite_and_deterministic_per_seed() -> None:
         assert np.isfinite(array).all() and array.dtype == np.float32
 
 
-def test_a_200_mb_file_takes_well_under_two_seconds() -> None:
-    started = time.perf_counter()
+def test_a_file_of_about_200_mb_is_what_its_config_says() -> None:
     weights, config = lora_of_size(200_000_000, seed=5)
-    assert time.perf_counter() - started < 2.0
     assert abs(len(weights) - 200_000_000) < 10_000_000 and config["r"] == 64
+    tensors, _ = _core.read_safetensors_header(weights)
+    check_tensors(parse_config(json.dumps(config).encode()), tensors)

@@ -40,10 +40,29 @@ def verify_records(
         for r in records
     ]
     verdicts = _core.verify_adapters(expected, validation.check_threads(threads), progress)
-    return [
-        VerifyReport(r.id, status, tuple(problems))
-        for r, (status, problems) in zip(records, verdicts, strict=True)
-    ]
+    reports = []
+    for record, (status, problems) in zip(records, verdicts, strict=True):
+        broken = _row_problems(record)
+        if broken and status == "ok":  # the files' verdict is the core's; a bad row is a mismatch
+            status = "mismatch"
+        reports.append(VerifyReport(record.id, status, (*problems, *broken)))
+    return reports
+
+
+def _row_problems(record: AdapterRecord) -> list[str]:
+    """The database's number rules (migration 0002), for rows written by hand before them."""
+    problems = []
+    for check in (
+        lambda: validation.check_pass_rate(record.pass_rate),
+        lambda: validation.check_fitness(record.fitness_score),
+        lambda: validation.check_count("version", record.version, 1),
+        lambda: validation.check_count("generation", record.generation or 0, 0),
+    ):
+        try:
+            check()
+        except InvalidAdapterError as err:
+            problems.append(f"its row breaks a number rule: {err}")
+    return problems
 
 
 def recover(records: Records, root: Path) -> RecoveryReport:

@@ -24,7 +24,12 @@ _TASK = _ALL.where(TABLE.c.task_type == bindparam("task_type"))
 BY_TASK = _TASK.order_by(*_ORDER)
 BY_TASK_LIVE = _TASK.where(_LIVE).order_by(*_ORDER)
 
-_EVALUATED = _TASK.where(_LIVE, TABLE.c.fitness_score.is_not(None))
+# Finite scores only: a NaN or an infinity written by hand before the number rules (migration
+# 0002) would otherwise win every ranking (PostgreSQL sorts NaN above all numbers).
+_MOST: ColumnClause[float] = literal_column("1.7976931348623157e308")
+_EVALUATED = _TASK.where(
+    _LIVE, TABLE.c.fitness_score.is_not(None), TABLE.c.fitness_score.between(-_MOST, _MOST)
+)
 _RANKING = (TABLE.c.fitness_score.desc(), *_ORDER)
 # LIMIT 1 written out: as a bound parameter, PostgreSQL's generic plan for the prepared
 # statement would not know how few rows are wanted.

@@ -8,6 +8,7 @@ imported only by the commands that draw with it. Sizes are decimal (1 MB = 10^6 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -58,6 +59,9 @@ def record_json(record: AdapterRecord) -> dict[str, Any]:
     out = {key: values[key] for key in RECORD_KEYS}
     out["parent_ids"] = json.loads(out["parent_ids"]) if out["parent_ids"] else []
     out["is_archived"] = bool(out["is_archived"])
+    for key in ("pass_rate", "fitness_score"):  # NaN and Infinity are not JSON
+        if out[key] is not None and not math.isfinite(out[key]):
+            out[key] = None
     return out
 
 
