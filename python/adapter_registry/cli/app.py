@@ -17,6 +17,7 @@ import click
 from .. import __version__
 from ..home import home_db_url, home_root
 from ..registry import AdapterRegistry
+from .output import shown
 
 if TYPE_CHECKING:
     from sqlalchemy import URL
@@ -50,7 +51,8 @@ class CommandError(click.ClickException):
     """A failure, shown as ``error: <message>`` on one line; exit status 1."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(one_line(message))
+        # shown(): a message may quote a name from the disk or the database.
+        super().__init__(shown(one_line(message)))
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"error: {self.format_message()}", file=file, err=file is None)

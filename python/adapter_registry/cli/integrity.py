@@ -15,7 +15,7 @@ from ..records import adapter_directory
 from ..registry import AdapterRegistry
 from ..reports import VerifyReport
 from .app import BadUsage, Settings
-from .output import ByteProgress, emit_json, human_bytes, json_option
+from .output import ByteProgress, emit_json, human_bytes, json_option, shown
 
 __all__ = ["VerifyRun", "recover", "verify", "verify_records"]
 
@@ -126,7 +126,9 @@ def verify(
         for report in run.reports:
             if not report.ok:
                 click.echo(
-                    f"{report.status.upper()} {report.adapter_id}: {'; '.join(report.problems)}"
+                    shown(
+                        f"{report.status.upper()} {report.adapter_id}: {'; '.join(report.problems)}"
+                    )
                 )
         click.echo(run.summary())
     if not run.ok:
@@ -163,11 +165,11 @@ def recover(settings: Settings, as_json: bool) -> None:
         for adapter_id in report.rolled_forward:
             click.echo(f"registered {adapter_id} (published, verified, had no row)")
         for name in report.removed_staging:
-            click.echo(f"removed staging {name} (its store died)")
+            click.echo(shown(f"removed staging {name} (its store died)"))
         for name in report.removed_claims:
             click.echo(f"removed empty claim {name}")
-        for name, why in report.unregistered:
-            click.echo(f"UNREGISTERED {name}: {why}")
+        for name, why in report.unregistered:  # names under the root are anyone's to choose
+            click.echo(shown(f"UNREGISTERED {name}: {why}"))
         for adapter_id in report.missing:
             click.echo(f"MISSING {adapter_id}: its row names files that are gone")
         click.echo(

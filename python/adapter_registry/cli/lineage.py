@@ -3,6 +3,10 @@
 Lineage is a graph, not a tree (an adapter may have several parents, two parents may share an
 ancestor): an adapter reached a second time is shown once more, marked ``repeated``, without
 its branch again. Trees are built without recursion, so a long evolution chain is no problem.
+
+The JSON nests at most ``MAX_DEPTH`` generations each way (JSON nested deeper than about 1,000
+levels is more than common parsers read back): a node at that depth carries ``"truncated":
+true`` and no branch of its own, and ``adapter-registry lineage <its id>`` goes on from it.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ import click
 from ..record import AdapterRecord
 from ..registry import AdapterRegistry
 from .app import Settings
-from .output import emit_json, json_option, number
+from .output import emit_json, json_option, number, shown
 
 __all__ = ["lineage", "lineage_json", "node_json", "tree_text"]
 
 Node = dict[str, Any]
+
+#: Generations nested each way in the JSON (two JSON levels each: a node and its list).
+MAX_DEPTH = 100
 
 
 def node_json(record: AdapterRecord, repeated: bool = False) -> Node:
@@ -39,18 +46,22 @@ def node_json(record: AdapterRecord, repeated: bool = False) -> Node:
 def _grow(
     root: AdapterRecord, edges: Callable[[AdapterRecord], list[AdapterRecord]], key: str
 ) -> list[Node]:
-    shown = {root.id}
+    seen = {root.id}
     top: list[Node] = []
-    stack: list[tuple[AdapterRecord, list[Node]]] = [(root, top)]
+    stack: list[tuple[AdapterRecord, list[Node], int]] = [(root, top, 1)]
     while stack:
-        record, into = stack.pop()
+        record, into, depth = stack.pop()
         for other in edges(record):
-            node = node_json(other, repeated=other.id in shown)
+            node = node_json(other, repeated=other.id in seen)
             node[key] = []
             into.append(node)
-            if not node["repeated"]:
-                shown.add(other.id)
-                stack.append((other, node[key]))
+            if node["repeated"]:
+                continue
+            if depth == MAX_DEPTH and edges(other):
+                node["truncated"] = True
+                continue
+            seen.add(other.id)
+            stack.append((other, node[key], depth + 1))
     return top
 
 
@@ -70,7 +81,7 @@ def lineage_json(registry: AdapterRegistry, record: AdapterRecord) -> Node:
 
 
 def _label(node: Node) -> str:
-    text = (
+    text = shown(
         f"{node['id']}  {node['task_type']}  v{node['version']}  gen {node['generation']}  "
         f"fitness {number(node['fitness_score'])}  {node['source']}"
     )
@@ -78,6 +89,8 @@ def _label(node: Node) -> str:
         text += "  archived"
     if node["repeated"]:
         text += "  (repeated: its branch is shown above)"
+    if node.get("truncated"):
+        text += f"  (deeper than {MAX_DEPTH} generations: show its own lineage)"
     return text
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -35,6 +36,7 @@ __all__ = [
     "plain_table",
     "record_json",
     "record_line",
+    "shown",
 ]
 
 #: The keys of a record in --json output: the table's columns, in table order.
@@ -63,6 +65,16 @@ def record_json(record: AdapterRecord) -> dict[str, Any]:
         if out[key] is not None and not math.isfinite(out[key]):
             out[key] = None
     return out
+
+
+#: C0 and C1 control characters and DEL: what a terminal may act on rather than print.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def shown(value: Any) -> str:
+    """A value as text for a terminal: control characters written as escapes (``\\x1b``), so
+    metadata written by hand into the database can never drive the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
 
 
 def emit_json(value: Any) -> None:
@@ -114,7 +126,7 @@ def record_line(record: AdapterRecord) -> list[str]:
     """One adapter as a listing row (see LIST_HEADERS); an archived one says so."""
     v = _values(record)
     created = v["created_at"][:19].replace("T", " ")
-    return [
+    cells = [
         v["id"],
         v["task_type"],
         v["base_model_id"],
@@ -125,6 +137,7 @@ def record_line(record: AdapterRecord) -> list[str]:
         human_bytes(v["file_size_bytes"]),
         created + (" (archived)" if v["is_archived"] else ""),
     ]
+    return [shown(cell) for cell in cells]
 
 
 def console(err: bool = False) -> Console:

@@ -23,6 +23,7 @@ from .output import (
     plain_table,
     record_json,
     record_line,
+    shown,
 )
 
 __all__ = ["best", "ls", "show"]
@@ -133,10 +134,10 @@ def _field_text(name: str, value: Any) -> str:
     if value is None:
         return "-"
     if name == "parent_ids":
-        return ", ".join(value) if value else "(none)"
+        return shown(", ".join(value)) if value else "(none)"
     if name == "file_size_bytes":
         return f"{value} ({human_bytes(value)})"
-    return str(value).lower() if isinstance(value, bool) else str(value)
+    return str(value).lower() if isinstance(value, bool) else shown(value)
 
 
 @click.command()

@@ -9,7 +9,7 @@ import click
 
 from ..record import AdapterRecord
 from .app import Settings
-from .output import console, emit_json, human_bytes, json_option, number
+from .output import console, emit_json, human_bytes, json_option, number, shown
 
 __all__ = ["stats", "tally"]
 
@@ -59,6 +59,7 @@ def stats(settings: Settings, as_json: bool) -> None:
     if as_json:
         emit_json(result)
         return
+    from rich.markup import escape
     from rich.table import Table
 
     out = console()
@@ -74,7 +75,7 @@ def stats(settings: Settings, as_json: bool) -> None:
         rows = [*groups.items(), ("total", result)]
         for i, (name, g) in enumerate(rows):
             table.add_row(
-                name,
+                escape(shown(name)),
                 *(str(g[k]) for k in ("adapters", "live", "archived", "evaluated")),
                 str(g["not_evaluated"]),
                 human_bytes(g["bytes"]),

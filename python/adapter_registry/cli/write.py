@@ -11,7 +11,7 @@ from ..errors import InvalidAdapterError
 from ..record import AdapterRecord
 from ..validation import SOURCES
 from .app import BadUsage, CommandError, Settings
-from .output import emit_json, human_bytes, json_option, number, record_json
+from .output import emit_json, human_bytes, json_option, number, record_json, shown
 
 __all__ = ["archive", "fitness", "store"]
 
@@ -21,9 +21,11 @@ def _report(record: AdapterRecord, verb: str, as_json: bool) -> None:
         emit_json(record_json(record))
         return
     click.echo(
-        f"{verb} {record.id}: {record.task_type}, version {record.version}, generation "
-        f"{record.generation}, fitness {number(record.fitness_score)}, pass rate "
-        f"{number(record.pass_rate, 2)}{', archived' if record.is_archived else ''}"
+        shown(
+            f"{verb} {record.id}: {record.task_type}, version {record.version}, generation "
+            f"{record.generation}, fitness {number(record.fitness_score)}, pass rate "
+            f"{number(record.pass_rate, 2)}{', archived' if record.is_archived else ''}"
+        )
     )
 
 
@@ -102,9 +104,11 @@ def store(
         emit_json(record_json(record))
     else:
         click.echo(
-            f"stored {record.id}: {record.task_type}, {record.base_model_id}, rank {record.rank}, "
-            f"version {record.version}, generation {record.generation}, "
-            f"{human_bytes(record.file_size_bytes)}, sha256 {record.file_hash}"
+            shown(
+                f"stored {record.id}: {record.task_type}, {record.base_model_id}, "
+                f"rank {record.rank}, version {record.version}, generation {record.generation}, "
+                f"{human_bytes(record.file_size_bytes)}, sha256 {record.file_hash}"
+            )
         )
 
 
