@@ -5,25 +5,47 @@
 //! reader never disagree about what a tensor occupies. Where the reference reader is lax the
 //! registry is strict, because it is the gate: duplicate tensor names or `__metadata__` keys,
 //! unknown fields, a tensor entry that is not an object, a null `__metadata__`, empty or
-//! NUL-holding names, and any padding other than trailing spaces are all rejected.
+//! NUL-holding names, and any padding other than trailing spaces are all rejected. The JSON is
+//! read by `header_json`, written for this schema, not by serde, whose data model accepts what
+//! the format does not (a dtype written as `{"F32": null}`, a tensor entry written as an array).
+//!
+//! Limits, each refused with a message that names it:
+//! - the header is at most [`MAX_HEADER_LEN`] bytes (100 MB, the reference reader's own limit);
+//! - it holds at most [`MAX_TENSORS`] tensors (100,000; a rank-64 LoRA of every linear layer of
+//!   a 70B Llama has 80 layers x 7 modules x 2 = 1,120);
+//! - a shape has at most [`MAX_DIMS`] dimensions (64, numpy's limit; LoRA matrices have 2).
+//!
+//! What a header costs in memory follows from them: its bytes, once, plus the parsed names and
+//! metadata (never more than the bytes they were written in) and at most
+//! [`MAX_COST_PER_TENSOR`] bytes for each tensor's fixed part and shape: at most
+//! `2 * header_len + 1 KiB * tensors`, about 300 MB at the limits (measured by
+//! `a_header_costs_at_most_twice_its_length_plus_a_kib_per_tensor`). Before these limits an 84 MB
+//! header of 1.5 million tensors cost 780 MB.
 
-use std::collections::HashSet;
-use std::fmt;
+use std::borrow::Cow;
+use std::fs::File;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use safetensors::Dtype;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::value::{Error as ValueError, StrDeserializer};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use crate::error::{CoreError, CoreResult};
 use crate::files::open_regular;
+use crate::header_json::Parser;
 
 /// The reference implementation refuses headers above 100 MB; so do we.
 pub const MAX_HEADER_LEN: u64 = 100_000_000;
 /// Size of the length prefix.
 pub const PREFIX_LEN: u64 = 8;
+/// The most tensors a header may hold.
+pub const MAX_TENSORS: usize = 100_000;
+/// The most dimensions a tensor's shape may have.
+pub const MAX_DIMS: usize = 64;
+/// The most memory one tensor may cost beyond its name: its `TensorInfo`, its dtype string and
+/// a shape of [`MAX_DIMS`] dimensions, with the allocator's rounding (checked by a test).
+pub const MAX_COST_PER_TENSOR: u64 = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorInfo {
@@ -86,34 +108,110 @@ pub fn parse_header(json: &[u8], data_len: u64) -> Result<Header, String> {
             "header has trailing bytes other than space padding after the JSON object".into(),
         );
     }
-    let mut de = serde_json::Deserializer::from_str(body);
-    let raw = RawHeader::deserialize(&mut de).map_err(|e| format!("header JSON: {e}"))?;
-    de.end()
-        .map_err(|e| format!("header has trailing content after the JSON object: {e}"))?;
-
-    let mut tensors = Vec::with_capacity(raw.tensors.len());
-    for (name, entry) in raw.tensors {
-        if name.is_empty() {
-            return Err("a tensor has an empty name".into());
+    let mut parser = Parser::new(body);
+    let mut tensors: Vec<TensorInfo> = Vec::new();
+    let mut metadata: Option<Vec<(String, String)>> = None;
+    parser.object("the header", |p, key| {
+        if key == "__metadata__" {
+            if metadata.is_some() {
+                return Err(p.error("duplicate key \"__metadata__\""));
+            }
+            metadata = Some(read_metadata(p)?);
+            return Ok(());
         }
-        if name.contains('\0') {
-            return Err(format!("tensor name {name:?} holds a NUL byte"));
+        if tensors.len() == MAX_TENSORS {
+            return Err(format!(
+                "header holds more than {MAX_TENSORS} tensors (the limit is {MAX_TENSORS})"
+            ));
         }
-        let entry = entry_object(&name, &entry)?;
-        tensors.push(TensorInfo {
-            dtype: entry.dtype.to_string(),
-            shape: entry.shape.clone(),
-            data_offsets: entry.data_offsets,
-            name,
-        });
-        check_size(tensors.last().expect("just pushed"), entry.dtype)?;
+        let tensor = read_tensor(p, key)?;
+        tensors.push(tensor);
+        Ok(())
+    })?;
+    if !parser.at_end() {
+        return Err(format!(
+            "header has trailing content after the JSON object, at byte {}",
+            parser.pos()
+        ));
     }
+    let metadata = metadata.unwrap_or_default();
+    refuse_duplicates(tensors.iter().map(|t| t.name.as_str()), "key")?;
+    refuse_duplicates(metadata.iter().map(|(k, _)| k.as_str()), "__metadata__ key")?;
     check_coverage(&mut tensors, data_len)?;
     Ok(Header {
         tensors,
-        metadata: raw.metadata,
+        metadata,
         header_len: json.len() as u64,
     })
+}
+
+/// `__metadata__`: an object (not null) of string to string.
+fn read_metadata(p: &mut Parser<'_>) -> Result<Vec<(String, String)>, String> {
+    let mut entries = Vec::new();
+    p.object("__metadata__", |p, key| {
+        let value = p.string("a __metadata__ value")?;
+        entries.push((key.into_owned(), value.into_owned()));
+        Ok(())
+    })?;
+    Ok(entries)
+}
+
+/// One tensor entry: an object of exactly `dtype`, `shape` and `data_offsets`, each once.
+/// (Errors are named after the tensor only when they happen: nothing is formatted per tensor.)
+fn read_tensor(p: &mut Parser<'_>, name: Cow<'_, str>) -> Result<TensorInfo, String> {
+    if name.is_empty() {
+        return Err("a tensor has an empty name".into());
+    }
+    if name.contains('\0') {
+        return Err(format!("tensor name {name:?} holds a NUL byte"));
+    }
+    let (mut dtype, mut shape, mut offsets) = (None, None, None);
+    p.object("the entry", |p, field| {
+        let duplicate = match &*field {
+            "dtype" => dtype.replace(read_dtype(p)?).is_some(),
+            "shape" => shape.replace(p.integers("shape", MAX_DIMS)?).is_some(),
+            "data_offsets" => {
+                let pair = p.integers("data_offsets", 2)?;
+                let [begin, end] = pair[..] else {
+                    return Err(p.error("data_offsets is not a pair of integers"));
+                };
+                offsets.replace((begin, end)).is_some()
+            }
+            other => return Err(p.error(format!("unknown field {other:?}"))),
+        };
+        if duplicate {
+            return Err(p.error(format!("duplicate field {field:?}")));
+        }
+        Ok(())
+    })
+    .map_err(|e| format!("tensor {name:?}: {e}"))?;
+    let missing = |field: &str| format!("tensor {name:?}: missing field {field:?}");
+    let dtype = dtype.ok_or_else(|| missing("dtype"))?;
+    let tensor = TensorInfo {
+        dtype: dtype.to_string(),
+        shape: shape.ok_or_else(|| missing("shape"))?,
+        data_offsets: offsets.ok_or_else(|| missing("data_offsets"))?,
+        name: name.into_owned(),
+    };
+    check_size(&tensor, dtype)?;
+    Ok(tensor)
+}
+
+/// A dtype: a string naming one of the safetensors crate's dtypes, exactly.
+fn read_dtype(p: &mut Parser<'_>) -> Result<Dtype, String> {
+    let text = p.string("dtype")?;
+    // A bare string deserializer knows unit variants by their exact names, and nothing else.
+    Dtype::deserialize(StrDeserializer::<ValueError>::new(&text))
+        .map_err(|_| p.error(format!("unknown dtype {text:?}")))
+}
+
+fn refuse_duplicates<'a>(keys: impl Iterator<Item = &'a str>, what: &str) -> Result<(), String> {
+    let mut keys: Vec<&str> = keys.collect();
+    keys.sort_unstable();
+    match keys.windows(2).find(|w| w[0] == w[1]) {
+        Some(w) => Err(format!("duplicate {what} {:?}", w[0])),
+        None => Ok(()),
+    }
 }
 
 /// Validate a whole safetensors file held in memory.
@@ -130,13 +228,46 @@ pub fn validate_bytes(bytes: &[u8]) -> Result<Header, String> {
 
 /// Validate a file on disk, reading only its header.
 pub fn read_header(path: &Path) -> CoreResult<Header> {
-    let (mut file, size) = open_regular(path, true).map_err(|e| CoreError::source_io(path, e))?;
-    read_header_from(&mut file, size)
-        .map(|(header, _)| header)
-        .map_err(|reason| match reason {
-            HeaderReadError::Io(e) => CoreError::source_io(path, e),
-            HeaderReadError::Invalid(r) => CoreError::invalid(path, r),
+    OpenWeights::open(path).map(|weights| weights.header)
+}
+
+/// A safetensors source whose header has been read and validated, its reader positioned at the
+/// first byte of tensor data: what a store knows before it writes anything, so that weights the
+/// config cannot describe are refused before a byte is copied. `head` holds the bytes read (the
+/// prefix and the JSON), which the copy hashes and writes first: the source is read only once.
+pub struct OpenWeights<R> {
+    pub reader: R,
+    /// The size of the whole source.
+    pub size: u64,
+    /// The origin, named in errors.
+    pub source: PathBuf,
+    pub header: Header,
+    pub head: Vec<u8>,
+}
+
+impl OpenWeights<File> {
+    /// Open a regular file (never a FIFO or a device) and read its header.
+    pub fn open(path: &Path) -> CoreResult<Self> {
+        let (file, size) = open_regular(path, true).map_err(|e| CoreError::source_io(path, e))?;
+        OpenWeights::read(file, size, path)
+    }
+}
+
+impl<R: Read> OpenWeights<R> {
+    /// Read the header from the start of `reader`, a stream of `size` bytes from `source`.
+    pub fn read(mut reader: R, size: u64, source: &Path) -> CoreResult<Self> {
+        let (header, head) = read_header_from(&mut reader, size).map_err(|e| match e {
+            HeaderReadError::Io(e) => CoreError::source_io(source, e),
+            HeaderReadError::Invalid(reason) => CoreError::invalid(source, reason),
+        })?;
+        Ok(OpenWeights {
+            reader,
+            size,
+            source: source.to_path_buf(),
+            header,
+            head,
         })
+    }
 }
 
 #[derive(Debug)]
@@ -175,22 +306,6 @@ fn read_exact(reader: &mut impl Read, buf: &mut [u8]) -> Result<(), HeaderReadEr
             HeaderReadError::Io(e)
         }
     })
-}
-
-/// One tensor entry: exactly these three fields, each once (serde rejects duplicates).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TensorEntry {
-    dtype: Dtype,
-    shape: Vec<u64>,
-    data_offsets: (u64, u64),
-}
-
-fn entry_object(name: &str, raw: &RawValue) -> Result<TensorEntry, String> {
-    if !raw.get().starts_with('{') {
-        return Err(format!("tensor {name:?}: entry is not a JSON object"));
-    }
-    serde_json::from_str(raw.get()).map_err(|e| format!("tensor {name:?}: {e}"))
 }
 
 fn check_size(tensor: &TensorInfo, dtype: Dtype) -> Result<(), String> {
@@ -248,85 +363,10 @@ fn check_coverage(tensors: &mut [TensorInfo], data_len: u64) -> Result<(), Strin
     Ok(())
 }
 
-/// The top-level object, read key by key so that duplicates are seen (a map would drop them).
-struct RawHeader {
-    tensors: Vec<(String, Box<RawValue>)>,
-    metadata: Vec<(String, String)>,
-}
-
-impl<'de> Deserialize<'de> for RawHeader {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(RawHeaderVisitor)
-    }
-}
-
-struct RawHeaderVisitor;
-
-impl<'de> Visitor<'de> for RawHeaderVisitor {
-    type Value = RawHeader;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object of tensor entries")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHeader, A::Error> {
-        let mut seen = HashSet::new();
-        let mut tensors = Vec::new();
-        let mut metadata = None;
-        while let Some(key) = map.next_key::<String>()? {
-            if !seen.insert(key.clone()) {
-                return Err(de::Error::custom(format!("duplicate key {key:?}")));
-            }
-            if key == "__metadata__" {
-                metadata = Some(map.next_value::<StrictStringMap>()?.0);
-            } else {
-                tensors.push((key, map.next_value::<Box<RawValue>>()?));
-            }
-        }
-        Ok(RawHeader {
-            tensors,
-            metadata: metadata.unwrap_or_default(),
-        })
-    }
-}
-
-/// `__metadata__`: an object (not null) of string to string, every key once.
-struct StrictStringMap(Vec<(String, String)>);
-
-impl<'de> Deserialize<'de> for StrictStringMap {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(StrictStringMapVisitor)
-    }
-}
-
-struct StrictStringMapVisitor;
-
-impl<'de> Visitor<'de> for StrictStringMapVisitor {
-    type Value = StrictStringMap;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("__metadata__ as an object of strings")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrictStringMap, A::Error> {
-        let mut seen = HashSet::new();
-        let mut entries = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if !seen.insert(key.clone()) {
-                return Err(de::Error::custom(format!(
-                    "duplicate __metadata__ key {key:?}"
-                )));
-            }
-            let value: String = map.next_value()?;
-            entries.push((key, value));
-        }
-        Ok(StrictStringMap(entries))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_alloc::peak_heap;
     use crate::test_files::{file, raw_file};
 
     fn reject(bytes: &[u8], needle: &str) {
@@ -454,7 +494,7 @@ mod tests {
         let one = |entry: &str, data: usize| file(&format!(r#"{{"t":{entry}}}"#), data);
         reject(
             &one(r#"{"dtype":"F33","shape":[1],"data_offsets":[0,4]}"#, 4),
-            "unknown variant",
+            "unknown dtype",
         );
         reject(
             &one(r#"{"shape":[1],"data_offsets":[0,4]}"#, 4),
@@ -462,7 +502,7 @@ mod tests {
         );
         reject(
             &one(r#"{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}"#, 4),
-            "expected u64",
+            "negative number",
         );
         reject(
             &one(r#"{"dtype":"F32","shape":[1],"data_offsets":[4,0]}"#, 4),
@@ -509,6 +549,215 @@ mod tests {
             assert_eq!(info.dtype.to_string(), t.dtype);
             let shape: Vec<u64> = info.shape.iter().map(|&d| d as u64).collect();
             assert_eq!(shape, t.shape);
+        }
+    }
+
+    /// Each of these parses with serde_json (or its derive) and is refused here: JSON that no
+    /// safetensors writer produces and that non-serde readers refuse.
+    #[test]
+    fn refuses_what_serde_would_let_through() {
+        let one = |entry: &str| file(&format!(r#"{{"t":{entry}}}"#), 4);
+        for (entry, needle) in [
+            (
+                r#"{"dtype":{"F32":null},"shape":[1],"data_offsets":[0,4]}"#,
+                "dtype is not a string",
+            ),
+            (
+                r#"{"dtype":["F32"],"shape":[1],"data_offsets":[0,4]}"#,
+                "dtype is not a string",
+            ),
+            (
+                r#"{"dtype":null,"shape":[1],"data_offsets":[0,4]}"#,
+                "dtype is not a string",
+            ),
+            (
+                r#"{"dtype":"f32","shape":[1],"data_offsets":[0,4]}"#,
+                "unknown dtype",
+            ),
+            (
+                r#"{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]}"#,
+                "not an integer",
+            ),
+            (
+                r#"{"dtype":"F32","shape":[1],"data_offsets":[0,4e0]}"#,
+                "not an integer",
+            ),
+            (
+                r#"{"dtype":"F32","shape":[1],"data_offsets":[-0,4]}"#,
+                "negative number",
+            ),
+            (
+                r#"{"dtype":"F32","shape":[01],"data_offsets":[0,4]}"#,
+                "leading zero",
+            ),
+            (
+                r#"{"dtype":"F32","shape":[1],"data_offsets":[0,18446744073709551616]}"#,
+                "beyond",
+            ),
+            (
+                r#"{"dtype":"F32","shape":null,"data_offsets":[0,4]}"#,
+                "not an array",
+            ),
+            (
+                r#"{"dtype":"F32","shape":[1],"data_offsets":null}"#,
+                "not an array",
+            ),
+            (
+                r#"{"dtype":"F32","shape":[1],"data_offsets":[0,4,4]}"#,
+                "more than 2",
+            ),
+            (
+                r#"{"dtype":"F32","shape":[1],"data_offsets":[4]}"#,
+                "not a pair",
+            ),
+            (
+                r#"{"dtype":"F32","shape":[1],"data_offsets":{"0":0,"1":4}}"#,
+                "not an array",
+            ),
+            (
+                r#"{"dtype":"F32","shape":[1,],"data_offsets":[0,4]}"#,
+                "not an integer",
+            ),
+            (
+                r#"{"dtype":"F32","shape":[1],"data_offsets":[0,4],}"#,
+                "a key is not a string",
+            ),
+            (
+                r#"{"dtype":"F32","dtyp\u0065":"F32","shape":[1],"data_offsets":[0,4]}"#,
+                "duplicate field",
+            ),
+        ] {
+            reject(&one(entry), needle);
+        }
+        let entry = r#"{"dtype":"F32","shape":[1],"data_offsets":[0,4]}"#;
+        for (header, needle) in [
+            (
+                format!(r#"{{"a":{entry},"\u0061":{entry}}}"#),
+                "duplicate key \"a\"",
+            ),
+            (
+                r#"{"__metadata__":{},"__metadata\u005f_":{}}"#.into(),
+                "duplicate key",
+            ),
+            (r#"{"__metadata__":[]}"#.into(), "not a JSON object"),
+            (r#"{"__metadata__":"pt"}"#.into(), "not a JSON object"),
+            (r#"{"__metadata__":{"k":null}}"#.into(), "not a string"),
+            (r#"{"__metadata__":{"k":{"v":"w"}}}"#.into(), "not a string"),
+            (
+                r#"{"__metadata__":{"k":"\ud800"}}"#.into(),
+                "lone surrogate",
+            ),
+            (format!(r#"{{"\udfff":{entry}}}"#), "lone surrogate"),
+            (format!(r#"{{"a\x":{entry}}}"#), "unknown escape"),
+            (format!(r#"{{"a":{entry},}}"#), "a key is not a string"),
+        ] {
+            reject(&file(&header, 4), needle);
+        }
+        reject(
+            &raw_file("\u{feff}{}".as_bytes(), 0),
+            "does not start with '{'",
+        );
+        reject(
+            &raw_file(b"{}\t      ", 0),
+            "trailing bytes other than space",
+        );
+    }
+
+    #[test]
+    fn accepts_what_json_allows_in_any_writer_s_style() {
+        let h = validate_bytes(&file(
+            "{\n\t\"a\\u00e9\" : {\"data_offsets\" :[ 0 ,4 ],\r\n\"sh\\u0061pe\":[1],\"dtype\":\"F32\"} }",
+            4,
+        ))
+        .unwrap();
+        assert_eq!(h.tensors[0].name, "a\u{e9}");
+        assert_eq!(h.tensors[0].shape, vec![1]);
+    }
+
+    /// `n` tensors of one byte each, named `t0`, `t1`, ...
+    fn tensors(n: usize, shape: &str) -> Vec<u8> {
+        let mut json = String::from("{");
+        for i in 0..n {
+            let sep = if i == 0 { "" } else { "," };
+            json.push_str(&format!(
+                r#"{sep}"t{i}":{{"dtype":"U8","shape":{shape},"data_offsets":[{i},{}]}}"#,
+                i + 1
+            ));
+        }
+        json.push('}');
+        file(&json, n)
+    }
+
+    #[test]
+    fn holds_at_most_max_tensors() {
+        let at_limit = validate_bytes(&tensors(MAX_TENSORS, "[1]")).unwrap();
+        assert_eq!(at_limit.tensors.len(), MAX_TENSORS);
+        reject(
+            &tensors(MAX_TENSORS + 1, "[1]"),
+            "more than 100000 tensors (the limit is 100000)",
+        );
+    }
+
+    #[test]
+    fn shapes_have_at_most_max_dims() {
+        let ones = |n: usize| format!("[{}]", vec!["1"; n].join(","));
+        let h = validate_bytes(&tensors(1, &ones(MAX_DIMS))).unwrap();
+        assert_eq!(h.tensors[0].shape.len(), MAX_DIMS);
+        reject(&tensors(1, &ones(MAX_DIMS + 1)), "more than 64 elements");
+    }
+
+    /// The documented bound, `2 * header_len + MAX_COST_PER_TENSOR * tensors`, on the headers
+    /// that cost the most for their size: every tensor at the dimension limit, long names,
+    /// escaped names, big metadata. Measured on the streaming read, which holds the header's
+    /// bytes too.
+    #[test]
+    fn a_header_costs_at_most_twice_its_length_plus_a_kib_per_tensor() {
+        let ones = format!("[{}]", vec!["1"; MAX_DIMS].join(","));
+        let long_names = {
+            let name = "n".repeat(10_000);
+            let entries: Vec<String> = (0..1_000)
+                .map(|i| {
+                    format!(
+                        r#""{name}{i}":{{"dtype":"U8","shape":[1],"data_offsets":[{i},{}]}}"#,
+                        i + 1
+                    )
+                })
+                .collect();
+            file(&format!("{{{}}}", entries.join(",")), 1_000)
+        };
+        let metadata = file(
+            &format!(
+                r#"{{"__metadata__":{{"k":"{}","\u00e9":"{}"}}}}"#,
+                "\\u00e9".repeat(1 << 20),
+                "v".repeat(4 << 20)
+            ),
+            0,
+        );
+        for (what, bytes, count) in [
+            (
+                "100,000 tensors of 64 dimensions",
+                tensors(MAX_TENSORS, &ones),
+                MAX_TENSORS,
+            ),
+            (
+                "100,000 tensors of 1 dimension",
+                tensors(MAX_TENSORS, "[1]"),
+                MAX_TENSORS,
+            ),
+            ("1,000 names of 10 kB", long_names, 1_000),
+            ("10 MB of metadata", metadata, 0),
+        ] {
+            let size = bytes.len() as u64;
+            let (read, cost) =
+                peak_heap(|| read_header_from(&mut std::io::Cursor::new(&bytes), size));
+            let (header, head) = read.unwrap();
+            assert_eq!(header.tensors.len(), count);
+            let bound = 2 * head.len() as u64 + MAX_COST_PER_TENSOR * count as u64;
+            eprintln!(
+                "{what}: header {} bytes, cost {cost} bytes, bound {bound}",
+                head.len()
+            );
+            assert!(cost <= bound, "{what}: {cost} > {bound}");
         }
     }
 

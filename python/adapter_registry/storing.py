@@ -4,8 +4,10 @@ A store runs in four steps, and a crash between any two leaves either nothing vi
 registered adapter, or a published directory that ``recover()`` registers:
 
 1. check the metadata and read the parents (no lock held);
-2. stage: the core copies the weights into ``{root}/.staging/`` while hashing and validating
-   them, writes the config, seals and fsyncs both;
+2. stage: the core reads and validates the weights' header, the tensors it lists are checked
+   against the config (a mismatch is refused here, before anything is written), then the core
+   copies the weights into ``{root}/.staging/`` while hashing them, writes the config, seals
+   and fsyncs both;
 3. publish: the record is written beside them and the directory renamed to ``{root}/{id}``,
    exclusively (the filesystem decides a same-id race: exactly one rename wins);
 4. insert the row in a short write transaction.
@@ -191,10 +193,16 @@ def _stage_and_publish(
     lora: LoraConfig,
     fields: dict[str, Any],
 ) -> AdapterRecord:
-    staged = _core.stage(str(root), adapter_id, weights_source, config_bytes)
+    # The header first, on the descriptor the copy then reads on: weights the config does not
+    # describe are refused before a staging directory exists or a byte of tensor data is read.
+    weights = _core.open_weights(weights_source)
+    try:
+        check_tensors(lora, weights.tensors)
+        staged = weights.stage(str(root), adapter_id, config_bytes)
+    finally:
+        weights.close()  # a no-op once staged
     _core.crash_point("staged")
     try:
-        check_tensors(lora, staged.tensors)
         record = AdapterRecord(
             id=adapter_id,
             rank=lora.r,
