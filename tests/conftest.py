@@ -29,6 +29,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend", getattr(metafunc.module, "BACKENDS", BACKENDS))
 
 
+#: A stand-in for the next release's first migration (a template: format it with head=).
+NEXT_MIGRATION = '''
+"""A stand-in for the next release's first migration: a new nullable column.
+
+Revision ID: 9999
+Revises: {head}
+"""
+
+from alembic import op
+
+revision = "9999"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("ALTER TABLE adapter_records ADD COLUMN notes TEXT")
+'''
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """One real PostgreSQL server for the whole run, started on first use."""

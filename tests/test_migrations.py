@@ -20,26 +20,7 @@ from adapter_registry import AdapterRegistry, schema
 from adapter_registry._lora_files import lora_bytes, lora_config
 from adapter_registry.record import AdapterRecord
 
-from conftest import raw_sql
-
-NEXT = '''
-"""A stand-in for the next release's first migration: a new nullable column.
-
-Revision ID: 9999
-Revises: {head}
-"""
-
-from alembic import op
-
-revision = "9999"
-down_revision = "{head}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.execute("ALTER TABLE adapter_records ADD COLUMN notes TEXT")
-'''
+from conftest import NEXT_MIGRATION, raw_sql
 
 
 def test_head_is_the_newest_migration() -> None:
@@ -57,7 +38,7 @@ def test_the_next_release_upgrades_a_registry_made_by_this_one(
 
     next_release = tmp_path / "next-migrations"
     shutil.copytree(schema.MIGRATIONS, next_release)
-    (next_release / "versions" / "9999_next.py").write_text(NEXT.format(head=schema.HEAD))
+    (next_release / "versions" / "9999_next.py").write_text(NEXT_MIGRATION.format(head=schema.HEAD))
     engine = create_engine(registry.db_url, poolclass=NullPool)
     with engine.begin() as conn:
         assert schema.upgrade(conn, next_release) == "9999"

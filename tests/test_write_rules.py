@@ -18,25 +18,7 @@ from sqlalchemy.pool import NullPool
 from adapter_registry import AdapterRegistry, schema, write_rules
 from adapter_registry.record import COLUMNS, TABLE
 
-from conftest import raw_sql
-
-#: A stand-in for a later release's migration that adds a column and says nothing of triggers.
-ADD_COLUMN = '''
-"""Revision ID: 9999
-Revises: {head}
-"""
-
-from alembic import op
-
-revision = "9999"
-down_revision = "{head}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.execute("ALTER TABLE adapter_records ADD COLUMN reviewer TEXT")
-'''
+from conftest import NEXT_MIGRATION, raw_sql
 
 
 @pytest.fixture
@@ -94,11 +76,11 @@ def test_a_column_a_later_migration_adds_is_write_once_unless_declared(
     record = store_one()
     next_release = tmp_path / "next-migrations"
     shutil.copytree(schema.MIGRATIONS, next_release)
-    (next_release / "versions" / "9999_next.py").write_text(ADD_COLUMN.format(head=schema.HEAD))
+    (next_release / "versions" / "9999_next.py").write_text(NEXT_MIGRATION.format(head=schema.HEAD))
     with engine.begin() as conn:
         assert schema.upgrade(conn, next_release) == "9999"
     where = f"id = '{record.id}'"
-    assert _update_refused(engine, "adapter_records", "reviewer", "someone", where)
+    assert _update_refused(engine, "adapter_records", "notes", "a note", where)
     assert not _update_refused(engine, "adapter_records", "fitness_score", 0.9, where)
     assert registry.update_fitness(record.id, 0.8).fitness_score == 0.8
 
