@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::error::{CoreError, CoreResult};
@@ -11,6 +11,12 @@ use crate::error::{CoreError, CoreResult};
 /// Mode of every published file: nobody writes an adapter after it is stored. Exported to
 /// Python as `_core.SEALED_MODE`.
 pub const SEALED_MODE: u32 = 0o444;
+
+/// Mode of every published adapter directory (and of a staging directory): every user may
+/// list and read it, only its writer may change it. Set with chmod after the mkdir, so the
+/// writer's umask (077 would make it 0700) never decides who can verify an adapter. Exported to
+/// Python as `_core.DIR_MODE`.
+pub const DIR_MODE: u32 = 0o755;
 
 /// Open `path` for reading only if it is a regular file. `O_NONBLOCK` keeps a FIFO from
 /// blocking the open; `follow_links = false` refuses a symlink in the last component.
@@ -67,6 +73,14 @@ pub fn write_sealed(path: &Path, bytes: &[u8]) -> CoreResult<()> {
     file.write_all(bytes)
         .map_err(|e| CoreError::storage(path, "writing", e))?;
     seal(&file, path)
+}
+
+/// Create the directory `path` (exclusively) with exactly `mode`, whatever the umask.
+pub fn create_dir_with_mode(path: &Path, mode: u32) -> io::Result<()> {
+    fs::DirBuilder::new().mode(mode).create(path)?;
+    // mkdir's mode is masked by the umask; chmod's is not. The directory is new and ours: a
+    // name in it cannot have been swapped for a symlink by anyone who may not write it.
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
 /// fsync a directory, so that the entries created or renamed in it survive a power loss.
@@ -129,6 +143,23 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).unwrap();
         assert_eq!(open_regular(&link, true).unwrap().1, 1);
         assert!(open_regular(&link, false).is_err());
+    }
+
+    #[test]
+    fn directories_get_their_mode_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        // SAFETY: umask has no preconditions; restored below. (Threads of this test binary
+        // creating files meanwhile get a stricter mode at worst.)
+        let before = unsafe { libc::umask(0o077) };
+        let made = create_dir_with_mode(&dir.path().join("d"), DIR_MODE);
+        unsafe { libc::umask(before) };
+        made.unwrap();
+        let mode = fs::metadata(dir.path().join("d"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, DIR_MODE);
+        assert!(create_dir_with_mode(&dir.path().join("d"), DIR_MODE).is_err());
     }
 
     #[test]

@@ -1,23 +1,36 @@
 //! The staging directory of one store: the source is copied in while it is hashed and its
 //! header validated (one read of the source), files are sealed read-only and fsynced, and
-//! `publish` renames the whole directory into place.
+//! `publish` renames the adapter's directory into place.
 //!
-//! Each staging directory is locked (`flock`) by the process that owns it for as long as it
-//! exists, so `sweep_stale` can tell a live store from a dead one whatever the clock says:
-//! the kernel drops the lock when its owner dies, SIGKILL included.
+//! Layout: `{root}/.staging/{label}.{pid}.{n}.{nanos}.{boot token}/` holds the lock file and
+//! the owner record of `owner.rs` and `adapter/`, the directory that `publish` renames to
+//! `{root}/{id}`. The lock and the record stay behind the rename until the store clears its
+//! staging directory, so at every instant a sweep can tell whether the store is alive
+//! (`sweep_stale`, by the rule of `owner::is_stale`), on this host or another, whatever the
+//! clock says.
+//!
+//! Modes do not depend on the writer's umask (they are set with chmod after creating):
+//! `.staging` is 1777 like /tmp, so every user's stores can create their staging directories
+//! in it and nobody but the owner (or root) can remove another's; a staging directory and the
+//! published adapter directory are 0755 (`files::DIR_MODE`), its files 0444.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use crate::error::{CoreError, CoreResult};
 use crate::fault::{self, crash_point};
-use crate::files::{check_plain_name, create_new, fsync_dir, seal, write_sealed};
+use crate::files::{
+    check_plain_name, create_dir_with_mode, create_new, fsync_dir, open_regular, seal,
+    write_sealed, DIR_MODE,
+};
 use crate::hash::{FileDigest, StreamHasher, CHUNK};
-use crate::header::{Header, OpenWeights};
+use crate::header::{read_header_from, Header, HeaderReadError};
+use crate::owner::{self, Evidence, Owner, LOCK_FILE, OWNER_FILE};
 use crate::publish::{rename_exclusive, PublishMode};
 
 pub const STAGING_DIR: &str = ".staging";
@@ -31,76 +44,108 @@ const WRITEBACK_EVERY: u64 = 8 << 20;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The directory inside a staging directory that holds the adapter's files and that
+/// `publish` renames to `{root}/{id}`.
+const ADAPTER_SUBDIR: &str = "adapter";
+/// Mode of `{root}/.staging`: every user may create in it, only an entry's owner (or root)
+/// may remove or rename it (the sticky bit, as on /tmp).
+pub const STAGING_DIR_MODE: u32 = 0o1777;
+/// Mode of the lock file and the owner record: readable by all, so that another user's sweep
+/// can tell a live store from a dead one.
+const OWNER_FILES_MODE: u32 = 0o644;
+
 #[derive(Debug)]
 pub struct Staging {
     root: PathBuf,
+    /// `{root}/.staging/{name}`: the lock file, the owner record and `dir`.
+    home: PathBuf,
+    /// `{home}/adapter`: the adapter's files, renamed to `{root}/{id}` by `publish`.
     dir: PathBuf,
-    /// The staging directory, open and `flock`ed for the life of this value.
-    lock: File,
-    done: bool,
+    /// `{home}/.lock`, open for writing and locked for the life of this value; `None` once
+    /// the staging directory is cleared.
+    lock: Option<File>,
+    /// `dir` was renamed into place.
+    published: bool,
 }
 
 impl Staging {
-    /// Create and lock a fresh staging directory under `{root}/.staging/`.
+    /// Create, lock and record the owner of a fresh staging directory under
+    /// `{root}/.staging/`.
     pub fn create(root: &Path, label: &str) -> CoreResult<Staging> {
         check_plain_name(label)?;
-        let parent = root.join(STAGING_DIR);
-        match fs::DirBuilder::new().mode(0o755).create(&parent) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(CoreError::storage(&parent, "creating", e)),
-        }
-        check_real_directory(&parent)?;
+        let parent = staging_parent(root)?;
+        let here = Owner::current();
+        let token = owner::boot_token(&here.boot_id);
         loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0);
-            let dir = parent.join(format!("{label}.{}.{n}.{nanos:08x}", std::process::id()));
-            match fs::DirBuilder::new().mode(0o755).create(&dir) {
+            let home = parent.join(format!("{label}.{}.{n}.{nanos:08x}.{token}", here.pid));
+            match create_dir_with_mode(&home, DIR_MODE) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(CoreError::storage(&dir, "creating", e)),
+                Err(e) => return Err(CoreError::storage(&home, "creating", e)),
             }
-            // A sweep may remove the directory between our mkdir and our lock: then the open
-            // fails, or the locked directory has no links left, and we start over.
-            let lock = match File::open(&dir) {
-                Ok(lock) => lock,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(CoreError::storage(&dir, "opening", e)),
-            };
-            flock(&lock, libc::LOCK_EX).map_err(|e| CoreError::storage(&dir, "locking", e))?;
-            let alive = lock.metadata().map(|m| m.nlink() > 0).unwrap_or(false);
-            if alive {
-                return Ok(Staging {
-                    root: root.to_path_buf(),
-                    dir,
-                    lock,
-                    done: false,
-                });
+            if let Some(staging) = Staging::own(root, home, &here)? {
+                return Ok(staging);
             }
         }
+    }
+
+    /// Lock a new staging directory and write its owner record and adapter directory; `None`
+    /// if a sweep removed it before we held the lock (the caller starts over).
+    fn own(root: &Path, home: PathBuf, here: &Owner) -> CoreResult<Option<Staging>> {
+        let lock_path = home.join(LOCK_FILE);
+        let lock = match create_new(&lock_path) {
+            Ok(lock) => lock,
+            Err(CoreError::Storage { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        owner::lock(&lock).map_err(|e| CoreError::storage(&lock_path, "locking", e))?;
+        if lock.metadata().map(|m| m.nlink() == 0).unwrap_or(true) {
+            return Ok(None); // swept (and unlinked) while we waited for the lock
+        }
+        // From here on, dropping `staging` clears the directory.
+        let staging = Staging {
+            root: root.to_path_buf(),
+            dir: home.join(ADAPTER_SUBDIR),
+            home,
+            lock: Some(lock),
+            published: false,
+        };
+        let readable = || fs::Permissions::from_mode(OWNER_FILES_MODE);
+        fs::set_permissions(&lock_path, readable())
+            .map_err(|e| CoreError::storage(&lock_path, "chmod of", e))?;
+        let record = staging.home.join(OWNER_FILE);
+        let mut file = create_new(&record)?;
+        file.write_all(&here.to_bytes())
+            .and_then(|()| file.set_permissions(readable()))
+            .map_err(|e| CoreError::storage(&record, "writing", e))?;
+        create_dir_with_mode(&staging.dir, DIR_MODE)
+            .map_err(|e| CoreError::storage(&staging.dir, "creating", e))?;
+        Ok(Some(staging))
     }
 
     pub fn path(&self) -> &Path {
         &self.dir
     }
 
-    /// Copy a safetensors source, its header already read and validated, into the staging
-    /// directory: the header bytes first, then the rest of the stream, hashing all of it.
+    /// Copy a safetensors stream of `size` bytes into the staging directory, hashing it and
+    /// validating its header in the same pass. `source` names the origin in errors.
     pub fn write_weights(
         &self,
-        weights: OpenWeights<impl Read>,
+        reader: &mut impl Read,
+        size: u64,
+        source: &Path,
     ) -> CoreResult<(FileDigest, Header)> {
-        let OpenWeights {
-            mut reader,
-            size,
-            source,
-            header,
-            head,
-        } = weights;
-        let source = source.as_path();
+        let (header, head) = read_header_from(reader, size).map_err(|e| match e {
+            HeaderReadError::Io(e) => CoreError::source_io(source, e),
+            HeaderReadError::Invalid(reason) => CoreError::invalid(source, reason),
+        })?;
         let path = self.dir.join(WEIGHTS_FILE);
         let mut out = create_new(&path)?;
         let mut hasher = StreamHasher::default();
@@ -164,39 +209,66 @@ impl Staging {
         let peft = self.dir.join(PEFT_WEIGHTS_FILE);
         fs::hard_link(self.dir.join(WEIGHTS_FILE), &peft)
             .map_err(|e| CoreError::storage(&peft, "linking", e))?;
-        self.lock
-            .sync_all()
-            .map_err(|e| CoreError::storage(&self.dir, "fsync of directory", e))?;
+        fsync_dir(&self.dir)?;
         let target = self.root.join(name);
         crash_point(fault::BEFORE_RENAME);
         rename_exclusive(&self.dir, &target, mode)?;
-        self.done = true;
+        self.published = true;
         crash_point(fault::RENAMED);
         fsync_dir(&self.root)?;
+        // The lock and the owner record; what a failure leaves, a later sweep removes.
+        let _ = self.clear();
         Ok(target)
     }
 
     /// Remove the staging directory (also done on drop if neither this nor publish ran).
     pub fn discard(mut self) -> CoreResult<()> {
-        self.done = true;
-        fs::remove_dir_all(&self.dir).map_err(|e| CoreError::storage(&self.dir, "removing", e))
+        self.clear()
+            .map(|_| ())
+            .map_err(|e| CoreError::storage(&self.home, "removing", e))
+    }
+
+    /// Remove the staging directory, the lock file last, while still holding its lock.
+    fn clear(&mut self) -> io::Result<bool> {
+        match self.lock.take() {
+            Some(lock) => remove_staging(&self.home, Some(lock)),
+            None => Ok(true),
+        }
     }
 }
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        if !self.done {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+        let _ = self.clear();
     }
+}
+
+/// `{root}/.staging`, made (mode 1777 whatever the umask) if it is not there yet. A
+/// `.staging` of another mode (made by an earlier release, or by a store killed between its
+/// mkdir and its chmod) is opened up by its owner's next store; until then other users'
+/// stores get `EACCES` there.
+fn staging_parent(root: &Path) -> CoreResult<PathBuf> {
+    let parent = root.join(STAGING_DIR);
+    match fs::DirBuilder::new().mode(STAGING_DIR_MODE).create(&parent) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(CoreError::storage(&parent, "creating", e)),
+    }
+    let meta = check_real_directory(&parent)?;
+    // SAFETY: geteuid has no preconditions.
+    if meta.mode() & 0o7777 != STAGING_DIR_MODE && meta.uid() == unsafe { libc::geteuid() } {
+        fs::set_permissions(&parent, fs::Permissions::from_mode(STAGING_DIR_MODE))
+            .map_err(|e| CoreError::storage(&parent, "chmod 1777 of", e))?;
+    }
+    Ok(parent)
 }
 
 /// `.staging` must be a directory of its own, never a symlink that would lead the sweep (which
 /// deletes) or the copy (which writes) out of the root.
-fn check_real_directory(path: &Path) -> CoreResult<()> {
+fn check_real_directory(path: &Path) -> CoreResult<fs::Metadata> {
     let meta = fs::symlink_metadata(path).map_err(|e| CoreError::storage(path, "inspecting", e))?;
     if meta.file_type().is_dir() {
-        Ok(())
+        Ok(meta)
     } else {
         Err(CoreError::storage(
             path,
@@ -206,12 +278,46 @@ fn check_real_directory(path: &Path) -> CoreResult<()> {
     }
 }
 
-fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+/// Remove a staging directory whose lock `lock` holds (`None`: it has no lock file): all but
+/// the lock file, then the lock file while still held (so nobody locks a file on its way
+/// out), then the directory. `Ok(false)`: the directory could not be removed because
+/// something is still in it (an NFS client's `.nfs*` file of a descriptor still open
+/// somewhere); a later sweep removes it.
+fn remove_staging(home: &Path, lock: Option<File>) -> io::Result<bool> {
+    let entries = match fs::read_dir(home) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name() == LOCK_FILE {
+            continue;
+        }
+        let path = entry.path();
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        ignore_missing(if is_dir {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        })?;
+    }
+    ignore_missing(fs::remove_file(home.join(LOCK_FILE)))?;
+    drop(lock);
+    match fs::remove_dir(home) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EBUSY)) => {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn ignore_missing(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
     }
 }
 
@@ -227,42 +333,181 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
     }
 }
 
-/// Remove the staging directories under `root` whose owners are gone (their lock is free).
-/// Live stores keep theirs. Returns the names removed.
-pub fn sweep_stale(root: &Path) -> CoreResult<Vec<String>> {
+/// What a sweep did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Staging directories of dead stores (and anything planted in `.staging`), removed.
+    pub removed: Vec<String>,
+    /// Entries the sweep may not touch (`EACCES`, `EPERM`: another user's dead store), left
+    /// as they are, each with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Remove the staging directories under `root` whose stores are gone, by the rule of
+/// `owner::is_stale` applied with their lock held; live stores keep theirs, on any host.
+/// What this user may not remove is reported in `skipped`, never raised, so one user's
+/// crashed store does not stop another user's sweep.
+pub fn sweep_stale(root: &Path) -> CoreResult<Sweep> {
     let parent = root.join(STAGING_DIR);
+    let mut sweep = Sweep::default();
     match fs::symlink_metadata(&parent) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(sweep),
         _ => check_real_directory(&parent)?,
-    }
-    let entries = fs::read_dir(&parent).map_err(|e| CoreError::storage(&parent, "listing", e))?;
-    let mut removed = Vec::new();
+    };
+    let entries = match fs::read_dir(&parent) {
+        Ok(entries) => entries,
+        Err(e) if denied(&e) => {
+            sweep
+                .skipped
+                .push((STAGING_DIR.to_string(), format!("cannot list it: {e}")));
+            return Ok(sweep);
+        }
+        Err(e) => return Err(CoreError::storage(&parent, "listing", e)),
+    };
+    let here = Owner::current();
     for entry in entries {
         let entry = entry.map_err(|e| CoreError::storage(&parent, "listing", e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
         let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
         let outcome = if is_dir {
-            let Ok(dir) = File::open(&path) else { continue };
-            match flock(&dir, libc::LOCK_EX | libc::LOCK_NB) {
-                // Published, discarded or swept by someone else before we got the lock.
-                Ok(()) if dir.metadata().map(|m| m.nlink() == 0).unwrap_or(true) => continue,
-                // Removed while we hold the lock: an owner that locks later sees it gone.
-                Ok(()) => fs::remove_dir_all(&path),
-                Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => continue,
-                Err(e) => return Err(CoreError::storage(&path, "locking", e)),
+            match judge(&path, &name, &here)? {
+                Judgement::Live => continue,
+                Judgement::Stale(lock) => remove_staging(&path, lock),
+                Judgement::NotOurs(why) => {
+                    sweep.skipped.push((name, why));
+                    continue;
+                }
             }
         } else {
             // Nothing of ours is a plain file or a link here: something planted. Unlinking a
             // symlink never follows it.
-            fs::remove_file(&path)
+            fs::remove_file(&path).map(|()| true)
         };
         match outcome {
-            Ok(()) => removed.push(entry.file_name().to_string_lossy().into_owned()),
+            Ok(true) => sweep.removed.push(name),
+            Ok(false) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {} // another sweep got there first
+            Err(e) if denied(&e) => {
+                let why = format!("{}; not ours to remove: {e}", describe_owner(&path));
+                sweep.skipped.push((name, why));
+            }
             Err(e) => return Err(CoreError::storage(&path, "removing", e)),
         }
     }
-    Ok(removed)
+    Ok(sweep)
+}
+
+enum Judgement {
+    Live,
+    /// Stale; its lock is held (`None`: it has no lock file).
+    Stale(Option<File>),
+    /// Stale or undecidable, and not ours to lock: the reason.
+    NotOurs(String),
+}
+
+/// Decide one staging directory, taking its lock first where there is one.
+fn judge(home: &Path, name: &str, here: &Owner) -> CoreResult<Judgement> {
+    let lock_path = home.join(LOCK_FILE);
+    let mut not_ours = None;
+    let lock = match open_lock(&lock_path) {
+        Ok(lock) => match owner::try_lock(&lock) {
+            // Held; or cleared by its owner or another sweep before we got it.
+            Ok(false) => return Ok(Judgement::Live),
+            Ok(true) if lock.metadata().map(|m| m.nlink() == 0).unwrap_or(true) => {
+                return Ok(Judgement::Live)
+            }
+            Ok(true) => Some(lock),
+            Err(e) => return Err(CoreError::storage(&lock_path, "locking", e)),
+        },
+        // No lock file (a store's first instants, or its clearing), or something planted.
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ELOOP) => {
+            None
+        }
+        // Another user's: we may look whether it is held, not take it.
+        Err(e) if denied(&e) => {
+            match File::open(&lock_path).and_then(|f| owner::is_locked(&f)) {
+                Ok(true) => return Ok(Judgement::Live),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Judgement::Live),
+                Ok(false) => not_ours = Some(format!("{}; its lock is free", describe_owner(home))),
+                Err(e) => {
+                    let why = format!("{}; cannot tell if it is alive: {e}", describe_owner(home));
+                    return Ok(Judgement::NotOurs(why));
+                }
+            }
+            None
+        }
+        Err(e) => return Err(CoreError::storage(&lock_path, "opening", e)),
+    };
+    let evidence = Evidence {
+        owner: read_owner(&home.join(OWNER_FILE)),
+        named: owner_in_name(name),
+        age: age(home),
+    };
+    if !owner::is_stale(&evidence, here, owner::process_alive) {
+        return Ok(Judgement::Live);
+    }
+    Ok(match not_ours {
+        Some(why) => Judgement::NotOurs(format!("{why}, its store is dead; not ours to remove")),
+        None => Judgement::Stale(lock),
+    })
+}
+
+fn open_lock(path: &Path) -> io::Result<File> {
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+}
+
+fn read_owner(path: &Path) -> Option<Owner> {
+    let (file, _) = open_regular(path, false).ok()?;
+    let mut bytes = Vec::new();
+    file.take(4096).read_to_end(&mut bytes).ok()?;
+    Owner::parse(&bytes)
+}
+
+/// (pid, boot token) from a staging directory's name, `{label}.{pid}.{n}.{nanos}.{token}`.
+fn owner_in_name(name: &str) -> Option<(u32, String)> {
+    let parts: Vec<&str> = name.rsplitn(5, '.').collect();
+    match parts.as_slice() {
+        [token, _nanos, _n, pid, _label] => Some((pid.parse().ok()?, token.to_string())),
+        _ => None,
+    }
+}
+
+/// Time since anything in a staging directory last changed: the newest mtime of the
+/// directory, its entries and the adapter directory's entries (a long copy keeps its file's
+/// fresh). On NFS these are the server's clock; a skew between it and this host's shifts the
+/// age by as much.
+fn age(home: &Path) -> Duration {
+    let mut newest = None;
+    let mut see = |path: &Path| {
+        if let Ok(modified) = fs::symlink_metadata(path).and_then(|m| m.modified()) {
+            newest = newest.max(Some(modified));
+        }
+    };
+    see(home);
+    for dir in [home.to_path_buf(), home.join(ADAPTER_SUBDIR)] {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            see(&entry.path());
+        }
+    }
+    newest
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .unwrap_or(Duration::ZERO)
+}
+
+fn denied(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM))
+}
+
+fn describe_owner(path: &Path) -> String {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => format!("owned by uid {}", meta.uid()),
+        Err(_) => "owner unknown".to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -279,8 +524,11 @@ mod tests {
 
     fn stage(root: &Path, bytes: &[u8]) -> CoreResult<(Staging, FileDigest)> {
         let s = Staging::create(root, "a")?;
-        let weights = OpenWeights::read(Cursor::new(bytes), bytes.len() as u64, Path::new("src"))?;
-        let (d, _) = s.write_weights(weights)?;
+        let (d, _) = s.write_weights(
+            &mut Cursor::new(bytes),
+            bytes.len() as u64,
+            Path::new("src"),
+        )?;
         s.write_config(b"{}")?;
         Ok((s, d))
     }
@@ -298,6 +546,19 @@ mod tests {
         assert_eq!(a.ino(), b.ino(), "the PEFT name is a hard link");
         assert_eq!(a.permissions().mode() & 0o777, 0o444);
         assert!(target.join(RECORD_FILE).exists());
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&target), DIR_MODE);
+        assert_eq!(mode(&root.path().join(STAGING_DIR)), STAGING_DIR_MODE);
+        let mut names: Vec<_> = fs::read_dir(&target)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [RECORD_FILE, WEIGHTS_FILE, CONFIG_FILE, PEFT_WEIGHTS_FILE],
+            "no lock file or owner record is published"
+        );
         assert_eq!(
             fs::read_dir(root.path().join(STAGING_DIR)).unwrap().count(),
             0
@@ -310,9 +571,13 @@ mod tests {
         let bytes = sample();
         let s = Staging::create(root.path(), "a").unwrap();
         // A stream shorter than the size it claims: truncated while read.
-        let short = Cursor::new(&bytes[..bytes.len() - 1]);
-        let weights = OpenWeights::read(short, bytes.len() as u64, Path::new("src")).unwrap();
-        let err = s.write_weights(weights).unwrap_err();
+        let err = s
+            .write_weights(
+                &mut Cursor::new(&bytes[..bytes.len() - 1]),
+                bytes.len() as u64,
+                Path::new("src"),
+            )
+            .unwrap_err();
         assert!(err.to_string().contains("src"), "{err}");
         drop(s);
         let err = stage(root.path(), b"garbage!").unwrap_err();
@@ -342,20 +607,124 @@ mod tests {
         );
     }
 
+    /// A reaped child's pid: no process has it (until the kernel reuses it).
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    /// A staging directory as a store leaves it when it dies: lock file (free), owner record,
+    /// a partial copy.
+    fn plant(root: &Path, name: &str, owner: Option<&Owner>) -> PathBuf {
+        let home = root.join(STAGING_DIR).join(name);
+        fs::create_dir_all(home.join(ADAPTER_SUBDIR)).unwrap();
+        fs::write(home.join(LOCK_FILE), b"").unwrap();
+        if let Some(owner) = owner {
+            fs::write(home.join(OWNER_FILE), owner.to_bytes()).unwrap();
+        }
+        fs::write(home.join(ADAPTER_SUBDIR).join(WEIGHTS_FILE), b"partial").unwrap();
+        home
+    }
+
+    /// Set the mtime of `home` and everything in it `secs` into the past.
+    fn backdate(home: &Path, secs: u64) {
+        let when = SystemTime::now() - Duration::from_secs(secs);
+        let mut paths = vec![home.to_path_buf()];
+        for dir in [home.to_path_buf(), home.join(ADAPTER_SUBDIR)] {
+            paths.extend(fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()));
+        }
+        for path in paths {
+            File::open(&path).unwrap().set_modified(when).unwrap();
+        }
+    }
+
+    fn swept(root: &Path) -> Vec<String> {
+        let mut sweep = sweep_stale(root).unwrap();
+        assert_eq!(sweep.skipped, []);
+        sweep.removed.sort();
+        sweep.removed
+    }
+
+    const A_DAY_AND_A_MINUTE: u64 = 24 * 60 * 60 + 60;
+
     #[test]
     fn sweep_keeps_live_staging_and_removes_dead_or_planted_entries() {
         let root = tempfile::tempdir().unwrap();
         let (live, _) = stage(root.path(), &sample()).unwrap();
-        let dead = root.path().join(STAGING_DIR).join("a.1.2.3");
-        fs::create_dir(&dead).unwrap();
-        fs::write(dead.join(WEIGHTS_FILE), b"partial").unwrap();
+        let here = Owner::current();
+        let dead = Owner {
+            pid: dead_pid(),
+            ..here.clone()
+        };
+        plant(root.path(), "dead", Some(&dead));
         std::os::unix::fs::symlink("/etc", root.path().join(STAGING_DIR).join("planted")).unwrap();
-        let mut removed = sweep_stale(root.path()).unwrap();
-        removed.sort();
-        assert_eq!(removed, ["a.1.2.3", "planted"]);
+        assert_eq!(swept(root.path()), ["dead", "planted"]);
         assert!(live.path().exists());
         assert!(Path::new("/etc").exists());
         live.publish("id1", b"{}", PublishMode::Auto).unwrap();
+        assert_eq!(swept(root.path()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn another_hosts_staging_is_kept_until_a_day_has_passed() {
+        let root = tempfile::tempdir().unwrap();
+        let there = Owner {
+            host: "another-host".into(),
+            ..Owner::current()
+        };
+        // Its lock looks free here (a host-local lock would), its pid means nothing here.
+        let fresh = plant(root.path(), "fresh", Some(&there));
+        let stale = plant(root.path(), "stale", Some(&there));
+        backdate(&fresh, 23 * 60 * 60);
+        backdate(&stale, A_DAY_AND_A_MINUTE);
+        assert_eq!(swept(root.path()), ["stale"]);
+        assert!(fresh.exists());
+    }
+
+    #[test]
+    fn a_staging_directory_without_a_record_is_judged_by_its_name_or_its_age() {
+        let root = tempfile::tempdir().unwrap();
+        let here = Owner::current();
+        let token = owner::boot_token(&here.boot_id);
+        let gone = dead_pid();
+        // Died before writing its record: its name says this boot, and its pid is gone.
+        plant(root.path(), &format!("a.{gone}.0.0.{token}"), None);
+        // Alive here, before its record: never swept.
+        let mine = plant(root.path(), &format!("a.{}.0.0.{token}", here.pid), None);
+        // Another host's (or an earlier release's name): only by age.
+        let foreign = plant(root.path(), &format!("a.{gone}.0.0.ffffffffffff"), None);
+        let old = plant(root.path(), "a.1.2.3", None);
+        backdate(&old, A_DAY_AND_A_MINUTE);
+        assert_eq!(
+            swept(root.path()),
+            ["a.1.2.3".into(), format!("a.{gone}.0.0.{token}")]
+        );
+        assert!(mine.exists() && foreign.exists());
+    }
+
+    #[test]
+    fn a_live_locked_staging_directory_is_never_swept_whatever_its_record_or_age() {
+        let root = tempfile::tempdir().unwrap();
+        let (live, _) = stage(root.path(), &sample()).unwrap();
+        let home = live.path().parent().unwrap().to_path_buf();
+        let record = home.join(OWNER_FILE);
+        fs::remove_file(&record).unwrap();
+        let dead = Owner {
+            host: "another-host".into(),
+            pid: dead_pid(),
+            ..Owner::current()
+        };
+        fs::write(&record, dead.to_bytes()).unwrap();
+        backdate(&home, 10 * A_DAY_AND_A_MINUTE);
+        assert_eq!(swept(root.path()), Vec::<String>::new());
+        assert!(live.path().exists());
+        live.publish("id1", b"{}", PublishMode::Auto).unwrap();
+        assert_eq!(
+            fs::read_dir(root.path().join(STAGING_DIR)).unwrap().count(),
+            0
+        );
     }
 
     #[test]
@@ -381,10 +750,18 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let s = Staging::create(root.path(), "a").unwrap();
         assert!(fs::metadata(s.path()).is_ok());
-        let lock = File::open(s.path()).unwrap();
-        assert!(
-            flock(&lock, libc::LOCK_EX | libc::LOCK_NB).is_err(),
-            "held by its owner"
+        let home = s.path().parent().unwrap().to_path_buf();
+        let lock = open_lock(&home.join(LOCK_FILE)).unwrap();
+        assert!(!owner::try_lock(&lock).unwrap(), "held by its owner");
+        assert_eq!(
+            read_owner(&home.join(OWNER_FILE)),
+            Some(Owner::current()),
+            "the owner record names this process"
         );
+        let named = owner_in_name(home.file_name().unwrap().to_str().unwrap()).unwrap();
+        assert_eq!(named.0, std::process::id());
+        assert_eq!(named.1, owner::boot_token(&Owner::current().boot_id));
+        drop(s);
+        assert!(!home.exists(), "dropping it clears it");
     }
 }
