@@ -12,15 +12,18 @@ pub mod hash;
 pub mod header;
 #[cfg(test)]
 mod header_fuzz;
+mod header_json;
 pub mod load;
 pub mod owner;
 pub mod publish;
 pub mod staging;
 #[cfg(test)]
+mod test_alloc;
+#[cfg(test)]
 mod test_files;
 pub mod verify;
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -31,7 +34,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use error::{CoreError, CoreResult};
-use header::{Header, TensorInfo};
+use header::{Header, OpenWeights, TensorInfo};
 use publish::PublishMode;
 use staging::Staging;
 
@@ -236,8 +239,95 @@ impl StagedAdapter {
     }
 }
 
-/// Stage an adapter under `{root}/.staging/`: copy `weights` (a path or bytes) while hashing
-/// and validating it, and write `config` as given.
+/// A weights source of a store: a file's descriptor, or bytes given in memory.
+type AnyReader = Box<dyn Read + Send>;
+
+/// Open `weights` and read and validate its header only.
+fn open_source(weights: WeightsSource) -> CoreResult<OpenWeights<AnyReader>> {
+    match weights {
+        WeightsSource::Path(path) => {
+            let (file, size) =
+                files::open_regular(&path, true).map_err(|e| CoreError::source_io(&path, e))?;
+            OpenWeights::read(Box::new(file) as AnyReader, size, &path)
+        }
+        WeightsSource::Bytes(bytes) => {
+            let size = bytes.len() as u64;
+            OpenWeights::read(
+                Box::new(Cursor::new(bytes)) as AnyReader,
+                size,
+                Path::new("<bytes>"),
+            )
+        }
+    }
+}
+
+/// The weights of a store, opened: the header is read and validated and the source is held
+/// open at its first byte of tensor data, so the caller can check the tensors against the
+/// config before anything is written. `stage` copies the rest; `close` (or dropping it) lets
+/// the source go having written nothing.
+#[pyclass(module = "adapter_registry._core")]
+struct OpenedWeights {
+    inner: Mutex<Option<OpenWeights<AnyReader>>>,
+    #[pyo3(get)]
+    tensors: Vec<TensorTuple>,
+    #[pyo3(get)]
+    size: u64,
+}
+
+#[pymethods]
+impl OpenedWeights {
+    /// Stage the adapter under `{root}/.staging/`: copy the weights (the header bytes already
+    /// read first, then the rest of the source) while hashing them, and write `config` as
+    /// given. The source is used up, staged or not.
+    fn stage(
+        &self,
+        py: Python<'_>,
+        root: PathBuf,
+        label: String,
+        config: Vec<u8>,
+    ) -> PyResult<StagedAdapter> {
+        let weights = self
+            .inner
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("opened weights lock poisoned"))?
+            .take()
+            .ok_or_else(|| PyRuntimeError::new_err("the weights were already staged or closed"))?;
+        let (staging, digest, header, config_digest) = off_gil(py, || -> CoreResult<_> {
+            let staging = Staging::create(&root, &label)?;
+            let (digest, header) = staging.write_weights(weights)?;
+            let config_digest = staging.write_config(&config)?;
+            Ok((staging, digest, header, config_digest))
+        })?;
+        Ok(StagedAdapter {
+            path: staging.path().to_path_buf(),
+            inner: Mutex::new(Some(staging)),
+            file_hash: digest.sha256,
+            file_size: digest.size,
+            config_hash: config_digest.sha256,
+            tensors: tensor_tuples(&header.tensors),
+        })
+    }
+
+    /// Close the source without staging anything (a no-op once staged or closed).
+    fn close(&self) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.take();
+        }
+    }
+}
+
+/// Open `weights` (a path or bytes) for a store, reading and validating only its header.
+#[pyfunction]
+fn open_weights(py: Python<'_>, weights: WeightsSource) -> PyResult<OpenedWeights> {
+    let opened = off_gil(py, || open_source(weights))?;
+    Ok(OpenedWeights {
+        tensors: tensor_tuples(&opened.header.tensors),
+        size: opened.size,
+        inner: Mutex::new(Some(opened)),
+    })
+}
+
+/// `open_weights(weights).stage(root, label, config)` in one call.
 #[pyfunction]
 fn stage(
     py: Python<'_>,
@@ -246,32 +336,7 @@ fn stage(
     weights: WeightsSource,
     config: Vec<u8>,
 ) -> PyResult<StagedAdapter> {
-    let staged = off_gil(py, || -> CoreResult<_> {
-        let staging = Staging::create(&root, &label)?;
-        let (digest, header) = match &weights {
-            WeightsSource::Path(path) => {
-                let (mut file, size) =
-                    files::open_regular(path, true).map_err(|e| CoreError::source_io(path, e))?;
-                staging.write_weights(&mut file, size, path)?
-            }
-            WeightsSource::Bytes(bytes) => staging.write_weights(
-                &mut Cursor::new(bytes),
-                bytes.len() as u64,
-                Path::new("<bytes>"),
-            )?,
-        };
-        let config_digest = staging.write_config(&config)?;
-        Ok((staging, digest, header, config_digest))
-    })?;
-    let (staging, digest, header, config_digest) = staged;
-    Ok(StagedAdapter {
-        path: staging.path().to_path_buf(),
-        inner: Mutex::new(Some(staging)),
-        file_hash: digest.sha256,
-        file_size: digest.size,
-        config_hash: config_digest.sha256,
-        tensors: tensor_tuples(&header.tensors),
-    })
+    open_weights(py, weights)?.stage(py, root, label, config)
 }
 
 /// Remove the staging directories of dead stores (`staging::sweep_stale`); returns their
@@ -460,6 +525,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_safetensors_header, m)?)?;
     m.add_function(wrap_pyfunction!(read_verified, m)?)?;
     m.add_class::<VerifiedBytes>()?;
+    m.add_class::<OpenedWeights>()?;
+    m.add_function(wrap_pyfunction!(open_weights, m)?)?;
     m.add_function(wrap_pyfunction!(stage, m)?)?;
     m.add_function(wrap_pyfunction!(sweep_staging, m)?)?;
     m.add_function(wrap_pyfunction!(sweep_staging_report, m)?)?;

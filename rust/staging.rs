@@ -29,7 +29,7 @@ use crate::files::{
     write_sealed, DIR_MODE,
 };
 use crate::hash::{FileDigest, StreamHasher, CHUNK};
-use crate::header::{read_header_from, Header, HeaderReadError};
+use crate::header::{Header, OpenWeights};
 use crate::owner::{self, Evidence, Owner, LOCK_FILE, OWNER_FILE};
 use crate::publish::{rename_exclusive, PublishMode};
 
@@ -134,18 +134,20 @@ impl Staging {
         &self.dir
     }
 
-    /// Copy a safetensors stream of `size` bytes into the staging directory, hashing it and
-    /// validating its header in the same pass. `source` names the origin in errors.
+    /// Copy a safetensors source, its header already read and validated, into the staging
+    /// directory: the header bytes first, then the rest of the stream, hashing all of it.
     pub fn write_weights(
         &self,
-        reader: &mut impl Read,
-        size: u64,
-        source: &Path,
+        weights: OpenWeights<impl Read>,
     ) -> CoreResult<(FileDigest, Header)> {
-        let (header, head) = read_header_from(reader, size).map_err(|e| match e {
-            HeaderReadError::Io(e) => CoreError::source_io(source, e),
-            HeaderReadError::Invalid(reason) => CoreError::invalid(source, reason),
-        })?;
+        let OpenWeights {
+            mut reader,
+            size,
+            source,
+            header,
+            head,
+        } = weights;
+        let source = source.as_path();
         let path = self.dir.join(WEIGHTS_FILE);
         let mut out = create_new(&path)?;
         let mut hasher = StreamHasher::default();
@@ -524,11 +526,8 @@ mod tests {
 
     fn stage(root: &Path, bytes: &[u8]) -> CoreResult<(Staging, FileDigest)> {
         let s = Staging::create(root, "a")?;
-        let (d, _) = s.write_weights(
-            &mut Cursor::new(bytes),
-            bytes.len() as u64,
-            Path::new("src"),
-        )?;
+        let weights = OpenWeights::read(Cursor::new(bytes), bytes.len() as u64, Path::new("src"))?;
+        let (d, _) = s.write_weights(weights)?;
         s.write_config(b"{}")?;
         Ok((s, d))
     }
@@ -571,13 +570,9 @@ mod tests {
         let bytes = sample();
         let s = Staging::create(root.path(), "a").unwrap();
         // A stream shorter than the size it claims: truncated while read.
-        let err = s
-            .write_weights(
-                &mut Cursor::new(&bytes[..bytes.len() - 1]),
-                bytes.len() as u64,
-                Path::new("src"),
-            )
-            .unwrap_err();
+        let short = Cursor::new(&bytes[..bytes.len() - 1]);
+        let weights = OpenWeights::read(short, bytes.len() as u64, Path::new("src")).unwrap();
+        let err = s.write_weights(weights).unwrap_err();
         assert!(err.to_string().contains("src"), "{err}");
         drop(s);
         let err = stage(root.path(), b"garbage!").unwrap_err();

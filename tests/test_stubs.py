@@ -87,6 +87,7 @@ def calls(tmp_path: Path) -> dict[str, Callable[[], Any]]:
     return {
         "hash_file": lambda: _core.hash_file(str(weights)),
         "read_safetensors_header": lambda: _core.read_safetensors_header(str(weights)),
+        "open_weights": lambda: _core.open_weights(str(weights)),
         "read_verified": lambda: _core.read_verified(str(weights), weights.stat().st_size),
         "stage": lambda: _core.stage(str(root), "b", weights.read_bytes(), b"{}"),
         "sweep_staging": lambda: _core.sweep_staging(str(root)),
@@ -127,6 +128,13 @@ def test_a_staged_adapter_and_its_publish_return_what_the_stub_says(tmp_path: Pa
         hint = typing.get_type_hints(getattr(cls, name).fget, localns=namespace)["return"]
         assert conforms(getattr(staged, name), hint), name
     published = staged.publish("x", b"{}")
+    opened = _core.open_weights(source.read_bytes())
+    opened_cls = namespace["OpenedWeights"]
+    for name in ("tensors", "size"):
+        hint = typing.get_type_hints(getattr(opened_cls, name).fget, localns=namespace)["return"]
+        assert conforms(getattr(opened, name), hint), name
+    stage_hint = typing.get_type_hints(opened_cls.stage, localns=namespace)["return"]
+    assert conforms(opened.stage(str(tmp_path), "y", b"{}"), stage_hint)
     publish_hint = typing.get_type_hints(cls.publish, localns=namespace)["return"]
     assert conforms(published, publish_hint)
     data, *_ = _core.read_verified(str(source), source.stat().st_size)

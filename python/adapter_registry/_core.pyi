@@ -20,12 +20,14 @@ __all__ = [
     "STAGING_STALE_AFTER_S",
     "VERDICTS",
     "WEIGHTS_FILE",
+    "OpenedWeights",
     "StagedAdapter",
     "VerifiedBytes",
     "__version__",
     "_panic",
     "crash_point",
     "hash_file",
+    "open_weights",
     "read_safetensors_header",
     "read_verified",
     "seal_problems",
@@ -91,6 +93,17 @@ class VerifiedBytes:
 def read_verified(
     path: _Path, expected_size: int
 ) -> tuple[VerifiedBytes, str, list[tuple[str, str, list[int], int, int]]]: ...
+
+@final
+class OpenedWeights:
+    @property
+    def tensors(self) -> list[_Tensor]: ...
+    @property
+    def size(self) -> int: ...
+    def stage(self, root: _Path, label: str, config: bytes) -> StagedAdapter: ...
+    def close(self) -> None: ...
+
+def open_weights(weights: _Path | bytes) -> OpenedWeights: ...
 def stage(root: _Path, label: str, weights: _Path | bytes, config: bytes) -> StagedAdapter: ...
 def sweep_staging(root: _Path) -> list[str]: ...
 def sweep_staging_report(root: _Path) -> tuple[list[str], list[tuple[str, str]]]: ...
