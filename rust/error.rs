@@ -25,6 +25,8 @@ pub enum CoreError {
     AlreadyExists { path: PathBuf },
     /// A name that would leave its directory (`..`, `/`, NUL, a leading dot).
     BadName { name: String },
+    /// The caller asked the work to stop (Ctrl-C) before it was done; nothing was kept.
+    Interrupted { path: PathBuf },
     /// A bug in the core (a panic, caught at the binding): never a crash of the interpreter.
     Internal { what: String },
 }
@@ -94,6 +96,9 @@ impl fmt::Display for CoreError {
             }
             CoreError::BadName { name } => {
                 write!(f, "{name:?} is not a plain directory entry name")
+            }
+            CoreError::Interrupted { path } => {
+                write!(f, "copying {} was interrupted", path.display())
             }
             CoreError::Internal { what } => write!(f, "internal error in the core: {what}"),
         }

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -59,6 +59,7 @@ impl From<CoreError> for PyErr {
                 Some(errno) => py_errors::AdapterStorageError::new_err((errno, message)),
                 None => py_errors::AdapterStorageError::new_err(message),
             },
+            CoreError::Interrupted { .. } => PyKeyboardInterrupt::new_err(message),
             CoreError::Internal { .. } => py_errors::AdapterRegistryError::new_err(message),
         }
     }
@@ -261,6 +262,41 @@ fn open_source(weights: WeightsSource) -> CoreResult<OpenWeights<AnyReader>> {
     }
 }
 
+/// A long copy's way to hear Ctrl-C: every 25 ms it takes the GIL back for a moment and lets
+/// Python run its signal handlers. An exception from them (KeyboardInterrupt, or what the
+/// caller's handler raises) stops the copy, and is the one raised.
+#[derive(Default)]
+struct SignalCheck {
+    last: Option<Instant>,
+    raised: Option<PyErr>,
+}
+
+impl SignalCheck {
+    const EVERY: Duration = Duration::from_millis(25);
+
+    fn keep_going(&mut self) -> bool {
+        let now = Instant::now();
+        if self.last.is_some_and(|last| now - last < Self::EVERY) {
+            return true;
+        }
+        self.last = Some(now);
+        match Python::attach(|py| py.check_signals()) {
+            Ok(()) => true,
+            Err(err) => {
+                self.raised = Some(err);
+                false
+            }
+        }
+    }
+
+    fn raise_or<T>(self, result: CoreResult<T>) -> PyResult<T> {
+        match (result, self.raised) {
+            (Err(CoreError::Interrupted { .. }), Some(err)) => Err(err),
+            (result, _) => Ok(result?),
+        }
+    }
+}
+
 /// The weights of a store, opened: the header is read and validated and the source is held
 /// open at its first byte of tensor data, so the caller can check the tensors against the
 /// config before anything is written. `stage` copies the rest; `close` (or dropping it) lets
@@ -292,12 +328,14 @@ impl OpenedWeights {
             .map_err(|_| PyRuntimeError::new_err("opened weights lock poisoned"))?
             .take()
             .ok_or_else(|| PyRuntimeError::new_err("the weights were already staged or closed"))?;
-        let (staging, digest, header, config_digest) = off_gil(py, || -> CoreResult<_> {
+        let mut signals = SignalCheck::default();
+        let staged = off_gil(py, || -> CoreResult<_> {
             let staging = Staging::create(&root, &label)?;
-            let (digest, header) = staging.write_weights(weights)?;
+            let (digest, header) = staging.write_weights(weights, || signals.keep_going())?;
             let config_digest = staging.write_config(&config)?;
             Ok((staging, digest, header, config_digest))
-        })?;
+        });
+        let (staging, digest, header, config_digest) = signals.raise_or(staged)?;
         Ok(StagedAdapter {
             path: staging.path().to_path_buf(),
             inner: Mutex::new(Some(staging)),
@@ -519,6 +557,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("STAGING_STALE_AFTER_S", owner::STALE_AFTER.as_secs())?;
     m.add("VERDICTS", PyTuple::new(m.py(), verify::VERDICTS)?)?;
     m.add("CRASH_AT_ENV", fault::CRASH_AT_ENV)?;
+    m.add("CRASH_SIGNAL_ENV", fault::CRASH_SIGNAL_ENV)?;
     m.add("CRASH_STEPS", PyTuple::new(m.py(), fault::STEPS)?)?;
     m.add_class::<StagedAdapter>()?;
     m.add_function(wrap_pyfunction!(hash_file, m)?)?;

@@ -136,9 +136,12 @@ impl Staging {
 
     /// Copy a safetensors source, its header already read and validated, into the staging
     /// directory: the header bytes first, then the rest of the stream, hashing all of it.
+    /// `keep_going` is asked after each chunk; `false` stops the copy (`Interrupted`), and
+    /// dropping the staging then removes what was written.
     pub fn write_weights(
         &self,
         weights: OpenWeights<impl Read>,
+        mut keep_going: impl FnMut() -> bool,
     ) -> CoreResult<(FileDigest, Header)> {
         let OpenWeights {
             mut reader,
@@ -176,6 +179,11 @@ impl Staging {
             hasher.update(&buf[..n]);
             write(&mut out, &buf[..n])?;
             crash_point(fault::COPYING);
+            if !keep_going() {
+                return Err(CoreError::Interrupted {
+                    path: source.to_path_buf(),
+                });
+            }
             if hasher.len() - flushed >= WRITEBACK_EVERY {
                 start_writeback(&out, flushed, hasher.len() - flushed);
                 flushed = hasher.len();
@@ -527,7 +535,7 @@ mod tests {
     fn stage(root: &Path, bytes: &[u8]) -> CoreResult<(Staging, FileDigest)> {
         let s = Staging::create(root, "a")?;
         let weights = OpenWeights::read(Cursor::new(bytes), bytes.len() as u64, Path::new("src"))?;
-        let (d, _) = s.write_weights(weights)?;
+        let (d, _) = s.write_weights(weights, || true)?;
         s.write_config(b"{}")?;
         Ok((s, d))
     }
@@ -572,7 +580,7 @@ mod tests {
         // A stream shorter than the size it claims: truncated while read.
         let short = Cursor::new(&bytes[..bytes.len() - 1]);
         let weights = OpenWeights::read(short, bytes.len() as u64, Path::new("src")).unwrap();
-        let err = s.write_weights(weights).unwrap_err();
+        let err = s.write_weights(weights, || true).unwrap_err();
         assert!(err.to_string().contains("src"), "{err}");
         drop(s);
         let err = stage(root.path(), b"garbage!").unwrap_err();

@@ -8,6 +8,7 @@ from typing import final
 __all__ = [
     "CONFIG_FILE",
     "CRASH_AT_ENV",
+    "CRASH_SIGNAL_ENV",
     "CRASH_STEPS",
     "DIR_MODE",
     "PEFT_WEIGHTS_FILE",
@@ -59,6 +60,8 @@ STAGING_STALE_AFTER_S: int
 VERDICTS: tuple[str, ...]
 #: The environment variable naming the crash point at which a store SIGKILLs itself.
 CRASH_AT_ENV: str
+#: "INT" or "TERM": the crash point sends that signal instead of SIGKILL, and goes on.
+CRASH_SIGNAL_ENV: str
 #: Every crash point, in the order a store reaches them.
 CRASH_STEPS: tuple[str, ...]
 

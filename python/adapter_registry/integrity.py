@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from . import _core, storing, validation
 from .errors import AdapterRegistryError, IntegrityError, InvalidAdapterError
 from .lora_config import LoraConfig, check_tensors, parse_config
 from .record import AdapterRecord
-from .records import Records, adapter_directory, record_from_file
+from .records import Records, adapter_directory, read_small_file, record_from_file
 from .reports import RecoveryReport, VerifyReport
 
 __all__ = ["ProgressCallback", "recover", "verify_records"]
@@ -104,8 +103,6 @@ def recover(records: Records, root: Path) -> RecoveryReport:
 
 #: What a bad entry may raise; each is reported against that entry, and the others go on.
 _REFUSALS = (AdapterRegistryError, OSError, ValueError, TypeError, RecursionError)
-#: A record or config larger than this is not one of ours.
-_MAX_SMALL_FILE = 1 << 20
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
@@ -117,21 +114,6 @@ class _Found:
 
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
-
-
-def _read_small_file(path: Path) -> bytes:
-    """A regular file of ours, never through a symlink, never blocking on a FIFO."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InvalidAdapterError(f"{path.name} is not a regular file")
-        with open(fd, "rb", closefd=False) as f:
-            data = f.read(_MAX_SMALL_FILE + 1)
-    finally:
-        os.close(fd)
-    if len(data) > _MAX_SMALL_FILE:
-        raise InvalidAdapterError(f"{path.name} is over 1 MiB")
-    return data
 
 
 def _read_candidate(root: Path, entry: os.DirEntry[str], report: RecoveryReport) -> _Found | None:
@@ -151,13 +133,13 @@ def _read_candidate(root: Path, entry: os.DirEntry[str], report: RecoveryReport)
     except OSError:
         pass
     try:
-        record = record_from_file(_read_small_file(path / _core.RECORD_FILE))
+        record = record_from_file(read_small_file(path / _core.RECORD_FILE))
         _check_recorded_fields(record)
     except _REFUSALS as err:
         raise InvalidAdapterError(f"no valid {_core.RECORD_FILE}: {_one_line(err)}") from None
     if record.id != entry.name or record.file_path != str(path / _core.WEIGHTS_FILE):
         raise InvalidAdapterError(f"{_core.RECORD_FILE} describes another adapter ({record.id})")
-    lora = parse_config(_read_small_file(path / _core.CONFIG_FILE))
+    lora = parse_config(read_small_file(path / _core.CONFIG_FILE))
     storing.check_base_model(record.base_model_id, lora)
     if record.rank != lora.r:
         raise InvalidAdapterError(f"rank {record.rank} is not the config's r {lora.r}")

@@ -6,6 +6,8 @@ pipeline, recovery and the API share.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from .record import COLUMNS, TABLE, AdapterRecord
 __all__ = [
     "Records",
     "adapter_directory",
+    "read_small_file",
     "record_file_bytes",
     "record_from_file",
     "record_from_row",
@@ -53,6 +56,25 @@ def record_from_row(values: Sequence[Any]) -> AdapterRecord:
     record.__dict__.update(fields)
     object.__setattr__(record, "__pydantic_fields_set__", set(_ALL_FIELDS))
     return record
+
+
+#: A record or config larger than this is not one of ours.
+MAX_SMALL_FILE = 1 << 20
+
+
+def read_small_file(path: Path) -> bytes:
+    """A regular file of ours, never through a symlink, never blocking on a FIFO."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidAdapterError(f"{path.name} is not a regular file")
+        with open(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_SMALL_FILE + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SMALL_FILE:
+        raise InvalidAdapterError(f"{path.name} is over 1 MiB")
+    return data
 
 
 def record_file_bytes(record: AdapterRecord) -> bytes:

@@ -35,7 +35,7 @@ from .errors import (
 from .inputs import ConfigInput, WeightsInput, resolve
 from .lora_config import LoraConfig, check_tensors, parse_config
 from .record import AdapterRecord
-from .records import Records, record_file_bytes
+from .records import Records, read_small_file, record_file_bytes
 
 __all__ = [
     "FORCE_CLAIM_ENV",
@@ -114,9 +114,20 @@ def store(
             records, parents, version, generation
         )
         fields["parent_ids"] = json.dumps(parents)
-        record = _stage_and_publish(root, adapter_id, weights_source, config_bytes, lora, fields)
-        _core.crash_point("published")
-        return _register(records, root, record)
+        record, interrupt = _stage_and_publish(
+            root, adapter_id, weights_source, config_bytes, lora, fields
+        )
+        try:
+            _core.crash_point("published")
+            registered = _register(records, root, record)
+        except KeyboardInterrupt as err:
+            interrupt = interrupt or err
+            registered = _register(records, root, record)  # it is published: finish the store
+        if interrupt is not None:
+            if hasattr(interrupt, "add_note"):  # Python 3.11+
+                interrupt.add_note(f"adapter {registered.id} was stored before the interrupt")
+            raise interrupt
+        return registered
 
 
 def check_fields(
@@ -192,7 +203,10 @@ def _stage_and_publish(
     config_bytes: bytes,
     lora: LoraConfig,
     fields: dict[str, Any],
-) -> AdapterRecord:
+) -> tuple[AdapterRecord, KeyboardInterrupt | None]:
+    """Stage and publish; returns the record, and the interrupt (Ctrl-C) that arrived while
+    the publish ran, if any: the publish stands then, and the caller finishes the store.
+    An interrupt before the publish leaves nothing: the staging directory is discarded."""
     # The header first, on the descriptor the copy then reads on: weights the config does not
     # describe are refused before a staging directory exists or a byte of tensor data is read.
     weights = _core.open_weights(weights_source)
@@ -214,14 +228,27 @@ def _stage_and_publish(
             config_hash=staged.config_hash,
             **fields,
         )
-        staged.publish(
-            adapter_id,
-            record_file_bytes(record),
-            exclusive_claim=os.environ.get(FORCE_CLAIM_ENV) == "1",
-        )
+        record_bytes = record_file_bytes(record)
+        try:
+            staged.publish(
+                adapter_id, record_bytes, exclusive_claim=os.environ.get(FORCE_CLAIM_ENV) == "1"
+            )
+        except KeyboardInterrupt as interrupt:
+            # A signal that arrives while the core publishes is raised as the call returns:
+            # if the directory under the adapter's name is ours by then, the publish stands.
+            if not _published(root, adapter_id, record_bytes):
+                raise
+            return record, interrupt
     finally:
         staged.discard()  # a no-op once published
-    return record
+    return record, None
+
+
+def _published(root: Path, adapter_id: str, record_bytes: bytes) -> bool:
+    try:
+        return read_small_file(root / adapter_id / _core.RECORD_FILE) == record_bytes
+    except OSError:
+        return False
 
 
 def _register(records: Records, root: Path, record: AdapterRecord) -> AdapterRecord:

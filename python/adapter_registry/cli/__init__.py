@@ -9,11 +9,24 @@ imported only when that command runs, and rich only where a command draws with i
 
 from __future__ import annotations
 
+import signal
+import threading
+from types import FrameType
+
 from .app import PROG, cli
 
 __all__ = ["PROG", "cli", "main"]
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(args: list[str] | None = None) -> None:
-    """Run the console script (``args`` default to the command line); exits with its status."""
+    """Run the console script (``args`` default to the command line); exits with its status.
+
+    SIGTERM is taken as SIGINT is, as a KeyboardInterrupt: a store stops cleanly or finishes
+    (the library installs no handler of its own; the console script owns the process)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     cli.main(args=args, prog_name=PROG)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from ..errors import InvalidAdapterError
+from ..errors import AdapterNotFoundError, InvalidAdapterError
 from ..record import AdapterRecord
+from ..registry import AdapterRegistry
 from ..validation import SOURCES
 from .app import BadUsage, CommandError, Settings
 from .output import emit_json, human_bytes, json_option, number, record_json, shown
@@ -27,6 +28,30 @@ def _report(record: AdapterRecord, verb: str, as_json: bool) -> None:
             f"{number(record.pass_rate, 2)}{', archived' if record.is_archived else ''}"
         )
     )
+
+
+def _after_interrupt(
+    registry: AdapterRegistry, adapter_id: str, interrupt: KeyboardInterrupt
+) -> AdapterRecord:
+    """What an interrupted store left, said as it is: stored (then reported as stored), or
+    published without its row, or nothing at all."""
+    try:
+        record = registry.retrieve_by_id(adapter_id)
+    except AdapterNotFoundError:
+        if (registry.root / adapter_id).exists():
+            raise CommandError(
+                f"interrupted after adapter {adapter_id} was published, before its row was "
+                "written: 'adapter-registry recover' registers it"
+            ) from interrupt
+        raise Interrupted("interrupted: nothing was stored") from interrupt
+    click.echo(f"interrupted, but the store of {adapter_id} had completed", err=True)
+    return record
+
+
+class Interrupted(CommandError):
+    """Stopped by SIGINT or SIGTERM with nothing done; the shell's status for SIGINT."""
+
+    exit_code = 130
 
 
 @click.command()
@@ -100,6 +125,8 @@ def store(
             raise
         message = str(err).removeprefix(f"adapter {adapter_id}: ")
         raise CommandError(message if str(path) in message else f"{path}: {message}") from err
+    except KeyboardInterrupt as err:
+        record = _after_interrupt(registry, adapter_id, err)
     if as_json:
         emit_json(record_json(record))
     else:
