@@ -526,8 +526,8 @@ def test_recover_registers_what_a_crashed_store_published(
 
     recovered = run_json(home, "recover")
     assert recovered == {
-        "clean": True, "rolled_forward": [orphan], "removed_staging": [], "removed_claims": [],
-        "unregistered": [], "missing": [],
+        "clean": True, "rolled_forward": [orphan], "removed_staging": [], "skipped_staging": [],
+        "removed_claims": [], "unregistered": [], "missing": [],
     }  # fmt: skip
     assert reg.retrieve_by_id(orphan).session_id == "crashing"
     result = run(home, "recover")

@@ -198,11 +198,11 @@ def test_every_user_stages_into_one_root_and_nobody_removes_anothers(
     registry.close()
 
 
-def recover_as_reader(root: str, db: str) -> tuple[list[str], bool]:
+def recover_as_reader(root: str, db: str) -> tuple[list[str], list[str], bool]:
     registry = AdapterRegistry(root=root, db_url=f"sqlite:///{db}")
     report = registry.recover()
     registry.close()
-    return report.removed_staging, report.clean
+    return report.removed_staging, [name for name, _ in report.skipped_staging], report.clean
 
 
 def test_recover_by_another_user_is_not_stopped_by_a_dead_store_it_may_not_remove(
@@ -214,7 +214,7 @@ def test_recover_by_another_user_is_not_stopped_by_a_dead_store_it_may_not_remov
     db.chmod(0o666)  # SQLite gives its -wal and -shm files the database file's mode
     shared.chmod(0o1777)
     dead = die_staging(root, "dead", uid=OTHER)
-    assert run_as(THIRD, recover_as_reader, str(root), str(db)) == ([], True)
+    assert run_as(THIRD, recover_as_reader, str(root), str(db)) == ([], [dead.name], True)
     assert dead.exists()
 
 

@@ -18,6 +18,7 @@ from .errors import (
 from .record import AdapterRecord
 from .registry import AdapterRegistry
 from .reports import RecoveryReport, VerifyReport
+from .tables import AliasMove, Evaluation
 
 __all__ = [
     "AdapterAlreadyExistsError",
@@ -26,6 +27,8 @@ __all__ = [
     "AdapterRegistry",
     "AdapterRegistryError",
     "AdapterStorageError",
+    "AliasMove",
+    "Evaluation",
     "IntegrityError",
     "InvalidAdapterError",
     "MissingDependencyError",

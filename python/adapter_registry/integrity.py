@@ -72,7 +72,8 @@ def recover(records: Records, root: Path) -> RecoveryReport:
     again by the same code), not proof of who made it.
     """
     report = RecoveryReport()
-    report.removed_staging = sorted(_core.sweep_staging(str(root)))
+    removed, skipped = _core.sweep_staging_report(str(root))
+    report.removed_staging, report.skipped_staging = sorted(removed), sorted(skipped)
     registered = records.ids()
     found: dict[str, _Found] = {}
     for entry in sorted(os.scandir(root), key=lambda e: e.name):

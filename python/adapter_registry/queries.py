@@ -9,11 +9,12 @@ from __future__ import annotations
 from sqlalchemy import ColumnClause, bindparam, literal_column, select
 
 from .record import TABLE
+from .tables import EDGES
 
 _ORDER = (TABLE.c.created_at, TABLE.c.id)
 # Literal, not bound: SQLite uses the partial index ix_adapter_records_best only when the
 # query's WHERE visibly implies the index's.
-_LIVE = TABLE.c.is_archived == literal_column("0")
+LIVE = TABLE.c.is_archived == literal_column("0")
 _ALL = select(TABLE)
 
 BY_ID = _ALL.where(TABLE.c.id == bindparam("id"))
@@ -22,13 +23,13 @@ BY_IDS = _ALL.where(TABLE.c.id.in_(bindparam("ids", expanding=True)))
 
 _TASK = _ALL.where(TABLE.c.task_type == bindparam("task_type"))
 BY_TASK = _TASK.order_by(*_ORDER)
-BY_TASK_LIVE = _TASK.where(_LIVE).order_by(*_ORDER)
+BY_TASK_LIVE = _TASK.where(LIVE).order_by(*_ORDER)
 
 # Finite scores only: a NaN or an infinity written by hand before the number rules (migration
 # 0002) would otherwise win every ranking (PostgreSQL sorts NaN above all numbers).
 _MOST: ColumnClause[float] = literal_column("1.7976931348623157e308")
 _EVALUATED = _TASK.where(
-    _LIVE, TABLE.c.fitness_score.is_not(None), TABLE.c.fitness_score.between(-_MOST, _MOST)
+    LIVE, TABLE.c.fitness_score.is_not(None), TABLE.c.fitness_score.between(-_MOST, _MOST)
 )
 _RANKING = (TABLE.c.fitness_score.desc(), *_ORDER)
 # LIMIT 1 written out: as a bound parameter, PostgreSQL's generic plan for the prepared
@@ -42,6 +43,10 @@ BEST_FOR_BASE = (
 )
 
 LIST_ALL = _ALL.order_by(*_ORDER)
-LIST_LIVE = _ALL.where(_LIVE).order_by(*_ORDER)
+LIST_LIVE = _ALL.where(LIVE).order_by(*_ORDER)
 BY_TRAINING_TASK = _ALL.where(TABLE.c.training_task_hash == bindparam("hash")).order_by(*_ORDER)
 IDS = select(TABLE.c.id)
+
+CHILDREN = _ALL.where(
+    TABLE.c.id.in_(select(EDGES.c.child_id).where(EDGES.c.parent_id == bindparam("parent_id")))
+).order_by(*_ORDER)

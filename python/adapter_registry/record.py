@@ -90,6 +90,17 @@ Index(
     sqlite_where=text("is_archived = 0 AND fitness_score IS NOT NULL"),
 )
 
+# search(): an agent's adapters of a task, best first; a session's adapters (migration 0003).
+Index(
+    "ix_adapter_records_agent",
+    TABLE.c.agent_id,
+    TABLE.c.task_type,
+    TABLE.c.fitness_score.desc(),
+    TABLE.c.created_at,
+    TABLE.c.id,
+)
+Index("ix_adapter_records_session", TABLE.c.session_id, TABLE.c.created_at, TABLE.c.id)
+
 # Rows become records without __init__ (no re-validation of what the database typed), and only
 # __init__ would finish configuring the mapper on first use: do it once, here.
 configure_mappers()

@@ -9,6 +9,7 @@ import json
 import os
 import stat
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,12 @@ from . import queries
 from .database import Database
 from .errors import AdapterAlreadyExistsError, AdapterNotFoundError, InvalidAdapterError
 from .record import COLUMNS, TABLE, AdapterRecord
+from .tables import EDGES
 
 __all__ = [
     "Records",
     "adapter_directory",
+    "now",
     "read_small_file",
     "record_file_bytes",
     "record_from_file",
@@ -34,6 +37,11 @@ __all__ = [
 _ALL_FIELDS = frozenset(COLUMNS)
 # An instance as the ORM makes one for a loaded row: SQLModel's and SQLAlchemy's state, no values.
 _new_instance = sa_inspect(AdapterRecord).class_manager.new_instance
+
+
+def now() -> str:
+    """The time as the registry writes it: UTC, ISO 8601, to the microsecond."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def adapter_directory(root: Path, adapter_id: str) -> Path:
@@ -142,6 +150,9 @@ class Records:
         try:
             with self.db.write() as conn:
                 conn.execute(insert(TABLE).values(record.to_dict()))
+                if record.parents:  # the lineage edges, in the same transaction as the row
+                    edges = [{"parent_id": p, "child_id": record.id} for p in record.parents]
+                    conn.execute(insert(EDGES), edges)
                 if on_insert is not None:
                     on_insert()
         except sa_exc.IntegrityError:

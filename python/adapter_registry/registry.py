@@ -1,6 +1,8 @@
 """AdapterRegistry: the public API, a facade. Each method says what it promises and hands the
 work to the module that owns it: ``storing`` (the write path), ``records`` (the table),
-``integrity`` (verify and recover), ``torch`` (verified loading, an extra).
+``integrity`` (verify and recover), ``torch`` (verified loading, an extra). Three groups of
+methods live with their job and are mixed in: ``finding`` (search, children), ``promoting``
+(aliases, tags, archive) and ``evaluating`` (the evaluation history, update_fitness).
 """
 
 import os
@@ -9,12 +11,14 @@ from typing import Any
 
 from sqlalchemy import URL
 
-from . import integrity, queries, storing, validation
+from . import integrity, queries, storing
 from .database import Database
-from .errors import about_adapter
+from .evaluating import Evaluating
+from .finding import Finding
 from .home import locate
 from .inputs import ConfigInput, WeightsInput
 from .integrity import ProgressCallback
+from .promoting import Promoting
 from .record import AdapterRecord
 from .records import Records
 from .reports import RecoveryReport, VerifyReport
@@ -22,7 +26,7 @@ from .reports import RecoveryReport, VerifyReport
 __all__ = ["AdapterRegistry"]
 
 
-class AdapterRegistry:
+class AdapterRegistry(Finding, Promoting, Evaluating):
     """A write-once store of LoRA adapters: files under ``root``, metadata in a database.
 
     Args:
@@ -125,34 +129,6 @@ class AdapterRegistry:
             version=version, generation=generation, training_task_hash=training_task_hash,
             agent_id=agent_id, pass_rate=pass_rate, fitness_score=fitness_score,
         )  # fmt: skip
-
-    def archive(self, adapter_id: str) -> AdapterRecord:
-        """Soft-delete: the adapter stays on disk and in lineage, out of rankings. Idempotent.
-
-        Args: adapter_id: Its id.
-        Returns: The record as it now is.
-        Raises: AdapterNotFoundError: No such adapter.
-        """
-        return self._records.update(adapter_id, {"is_archived": True})
-
-    def update_fitness(
-        self, adapter_id: str, fitness_score: float | None = None, pass_rate: float | None = None
-    ) -> AdapterRecord:
-        """Record an evaluation: the only metadata besides archiving that ever changes.
-
-        Args:
-            adapter_id: The adapter evaluated.
-            fitness_score: Its new fitness (finite), if given.
-            pass_rate: Its new pass rate in [0, 1], if given (at least one of the two).
-
-        Returns: The record as it now is.
-        Raises:
-            InvalidAdapterError: Neither value, or one out of range.
-            AdapterNotFoundError: No such adapter.
-        """
-        with about_adapter(adapter_id):
-            values = validation.check_evaluation(fitness_score, pass_rate)
-        return self._records.update(adapter_id, values)
 
     def retrieve_by_id(self, adapter_id: str) -> AdapterRecord:
         """The record of one adapter.

@@ -38,6 +38,9 @@ class RecoveryReport:
     rolled_forward: list[str] = field(default_factory=list)
     #: Staging directories of dead stores, removed.
     removed_staging: list[str] = field(default_factory=list)
+    #: Staging directories it may not touch (another Unix user's dead store), with the reason;
+    #: they hold no adapter, so they do not make the report unclean.
+    skipped_staging: list[tuple[str, str]] = field(default_factory=list)
     #: Empty directories under adapter names (claims of interrupted publishes), removed.
     removed_claims: list[str] = field(default_factory=list)
     #: Entries under the root that could not be registered, with the reason (left untouched).

@@ -35,7 +35,7 @@ from .errors import (
 from .inputs import ConfigInput, WeightsInput, resolve
 from .lora_config import LoraConfig, check_tensors, parse_config
 from .record import AdapterRecord
-from .records import Records, read_small_file, record_file_bytes
+from .records import Records, now, read_small_file, record_file_bytes
 
 __all__ = [
     "FORCE_CLAIM_ENV",
@@ -53,10 +53,6 @@ FORCE_CLAIM_ENV = "ADAPTER_REGISTRY_FORCE_CLAIM"
 
 #: How far ahead of this host's clock a recorded time may be (another host's clock).
 CLOCK_SKEW = timedelta(days=1)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def check_created_at(value: Any) -> str:
@@ -220,7 +216,7 @@ def _stage_and_publish(
         record = AdapterRecord(
             id=adapter_id,
             rank=lora.r,
-            created_at=_now(),
+            created_at=now(),
             file_path=str(root / adapter_id / _core.WEIGHTS_FILE),
             file_hash=staged.file_hash,
             file_size_bytes=staged.file_size,

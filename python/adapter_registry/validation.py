@@ -3,6 +3,7 @@ InvalidAdapterError naming the field and the value."""
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import re
@@ -15,8 +16,11 @@ from .errors import InvalidAdapterError
 __all__ = [
     "SOURCES",
     "check_adapter_id",
+    "check_details",
     "check_evaluation",
+    "check_finite",
     "check_fitness",
+    "check_name",
     "check_optional_text",
     "check_parent_ids",
     "check_pass_rate",
@@ -92,7 +96,7 @@ def check_optional_text(name: str, value: Any) -> str | None:
     return None if value is None else check_text(name, value)
 
 
-def _finite(name: str, value: Any) -> float:
+def check_finite(name: str, value: Any) -> float:
     """A real number (int, float, numpy's floats; never a bool) that is finite as a float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidAdapterError(f"{name} {value!r} is not a finite number")
@@ -114,21 +118,21 @@ def _short(value: Any) -> str:
 def check_pass_rate(value: Any) -> float | None:
     if value is None:
         return None
-    rate = _finite("pass_rate", value)
+    rate = check_finite("pass_rate", value)
     if not 0.0 <= rate <= 1.0:
         raise InvalidAdapterError(f"pass_rate {value!r} is outside 0..1")
     return rate
 
 
 def check_fitness(value: Any) -> float | None:
-    return None if value is None else _finite("fitness_score", value)
+    return None if value is None else check_finite("fitness_score", value)
 
 
 def check_evaluation(fitness_score: Any, pass_rate: Any) -> dict[str, float]:
     """The columns an evaluation sets: those given, checked; at least one."""
     values: dict[str, float] = {}
     if fitness_score is not None:
-        values["fitness_score"] = _finite("fitness_score", fitness_score)
+        values["fitness_score"] = check_finite("fitness_score", fitness_score)
     if pass_rate is not None:
         values["pass_rate"] = check_pass_rate(pass_rate)  # type: ignore[assignment]
     if not values:
@@ -146,6 +150,51 @@ def check_count(name: str, value: Any, minimum: int) -> int:
             f"{name} {_short(value)} must be an integer from {minimum} to 2**63 - 1"
         )
     return value
+
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+#: Hex digits and hyphens holding 8 or more digits: a UUID or an id prefix, never a name.
+_ID_SHAPED = re.compile(r"(?=(?:[^0-9a-f]*[0-9a-f]){8})[0-9a-f-]+")
+MAX_NAME = 128
+
+
+def check_name(kind: str, value: Any) -> str:
+    """An alias or a tag key: lower-case ``[a-z0-9][a-z0-9._-]*``, 128 characters at most,
+    and never shaped like an adapter id or an id prefix (so a name is never mistaken for one)."""
+    if not isinstance(value, str) or len(value) > MAX_NAME or not _NAME.fullmatch(value):
+        raise InvalidAdapterError(
+            f"{kind} {value!r} must be lower-case letters, digits, '.', '_' and '-' "
+            f"(starting with a letter or digit), at most {MAX_NAME} characters"
+        )
+    if _ID_SHAPED.fullmatch(value):
+        raise InvalidAdapterError(
+            f"{kind} {value!r} looks like an adapter id or id prefix; choose a name that does not"
+        )
+    return value
+
+
+#: The largest ``details`` of an evaluation, as JSON.
+MAX_DETAILS = 64 * 1024
+
+
+def check_details(value: Any) -> str | None:
+    """An evaluation's details: a JSON object of at most 64 KB, returned as its JSON text."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidAdapterError(
+            f"details must be a dict (a JSON object), not {type(value).__name__}"
+        )
+    try:
+        text = json.dumps(value, sort_keys=True, allow_nan=False, ensure_ascii=False)
+        size = len(text.encode("utf-8"))
+    except RecursionError:
+        raise InvalidAdapterError("details are nested too deeply") from None
+    except (TypeError, ValueError) as err:  # UnicodeEncodeError is a ValueError
+        raise InvalidAdapterError(f"details are not JSON: {err}") from None
+    if size > MAX_DETAILS:
+        raise InvalidAdapterError(f"details are {size} bytes as JSON; the limit is {MAX_DETAILS}")
+    return text
 
 
 def check_threads(value: Any) -> int | None:

@@ -156,6 +156,9 @@ def recover(settings: Settings, as_json: bool) -> None:
                 "clean": report.clean,
                 "rolled_forward": report.rolled_forward,
                 "removed_staging": report.removed_staging,
+                "skipped_staging": [
+                    {"name": n, "reason": why} for n, why in report.skipped_staging
+                ],
                 "removed_claims": report.removed_claims,
                 "unregistered": [{"name": n, "reason": why} for n, why in report.unregistered],
                 "missing": report.missing,
@@ -166,6 +169,8 @@ def recover(settings: Settings, as_json: bool) -> None:
             click.echo(f"registered {adapter_id} (published, verified, had no row)")
         for name in report.removed_staging:
             click.echo(shown(f"removed staging {name} (its store died)"))
+        for name, why in report.skipped_staging:
+            click.echo(shown(f"left staging {name}: {why}"))
         for name in report.removed_claims:
             click.echo(f"removed empty claim {name}")
         for name, why in report.unregistered:  # names under the root are anyone's to choose
