@@ -16,7 +16,8 @@ forward pass. It ends with a table of what it did and how fast. Exit status 0 wh
 behaved as expected.
 
 One job per module: ``swarm`` (the agent and evaluator processes), ``steps`` (rank, verify,
-tamper, recover), ``serve`` (the torch step), ``report`` (the narrative and the table).
+tamper, recover), ``catalog`` (search, aliases, tags and evaluations; the trust boundary),
+``serve`` (the torch step), ``report`` (the narrative and the table).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any, TextIO
 
 from .. import __version__
 from ..registry import AdapterRegistry
-from . import steps
+from . import catalog, steps
 from .report import DemoResult, Say, table
 from .serve import TINY_BASE, serve
 from .swarm import BASE_MODEL, CONFIG, LAYERS, RANK, TASKS, Swarm, lora_adapter, store_all
@@ -67,7 +68,10 @@ def run(
     with AdapterRegistry(root=swarm.root, db_url=swarm.db_url) as registry:
         play = steps.Play(swarm, registry, say, result)
         summary.update(steps.stored(play, store_s))
-        for step in (steps.evaluate, steps.rank, steps.verify, steps.tamper, steps.recover):
+        for step in (
+            steps.evaluate, steps.rank, catalog.promote, steps.verify, steps.tamper,
+            steps.recover, catalog.refuse,
+        ):  # fmt: skip
             summary.update(step(play))
         summary.update(serve(play, torch_step))
     result.summary = {

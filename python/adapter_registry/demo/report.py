@@ -88,8 +88,21 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             f"{ve['seconds']:.2f} s",
             f"{ve['adapters_per_s']:.0f} adapters/s, {ve['mb_per_s']:.0f} MB/s",
         ),
+        (
+            "promote",
+            f"search, alias moved {s['promote']['alias_moves']} times, tags, "
+            f"{s['promote']['evaluations']} evaluations",
+            "",
+            "rolled back" if s["promote"]["production"] else "skipped: too few adapters",
+        ),
         ("tamper", "1 bit flipped in 1 file", "", "caught" if ta["caught"] else "MISSED"),
         ("recover", "after-crash check", "", "clean" if s["recover"]["clean"] else "NOT CLEAN"),
+        (
+            "refuse",
+            f"{s['refuse']['inputs_refused']} bad inputs, 1 planted record",
+            "",
+            "nothing written" if s["refuse"]["planted_refused"] else "REGISTERED",
+        ),
     ]
     if se["ran"]:
         logits = "logits identical" if se["identical"] else "logits DIFFER"
