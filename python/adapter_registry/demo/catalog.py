@@ -74,11 +74,12 @@ def refuse(play: Play) -> dict[str, Any]:
     say.title("refuse: the trust boundary (nothing is written for any of these)")
     weights = lora_adapter(play.swarm.hidden, play.swarm.kv_out, random.Random(7))
     refused = 0
-    for what, overrides in (
+    bad_inputs: tuple[tuple[str, dict[str, Any]], ...] = (
         ("a lone surrogate in session_id", {"session_id": "run-\ud800"}),
         ("a terminal escape in agent_id", {"agent_id": "agent-\x1b[2J"}),
         ("fitness 10**400", {"fitness_score": 10**400}),
-    ):
+    )
+    for what, overrides in bad_inputs:
         before = sorted(os.listdir(play.swarm.root))
         try:
             registry.store(weights, config=CONFIG, task_type=TASKS[0], source="manual",
