@@ -12,7 +12,7 @@ from sqlalchemy import Connection, insert, select, update
 from . import validation
 from .errors import AdapterNotFoundError, about_adapter
 from .record import TABLE, AdapterRecord
-from .records import Records, now, record_from_row
+from .records import Records, now
 from .tables import EVALUATIONS, Evaluation
 
 __all__ = ["Evaluating"]
@@ -126,7 +126,7 @@ class Evaluating:
             if row is None:
                 raise AdapterNotFoundError(f"adapter {adapter_id} is not registered")
             _append(conn, adapter_id, [{"metric": m, "value": v, **who} for m, v in values.items()])
-        return record_from_row(tuple(row))
+        return self._records.from_row(tuple(row))
 
 
 def _exists(conn: Connection, adapter_id: str) -> None:

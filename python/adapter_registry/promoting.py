@@ -16,7 +16,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from . import validation
 from .errors import AdapterNotFoundError, InvalidAdapterError, about_adapter
 from .record import TABLE, AdapterRecord
-from .records import Records, now, record_from_row
+from .records import Records, now
 from .tables import ALIAS_MOVES, ALIASES, TAGS, AliasMove
 
 __all__ = ["Promoting"]
@@ -83,7 +83,7 @@ class Promoting:
             ).first()
         if row is None:
             raise AdapterNotFoundError(f"alias {alias!r} is not set")
-        return record_from_row(tuple(row))
+        return self._records.from_row(tuple(row))
 
     def delete_alias(self, alias: str, *, by: str | None = None) -> None:
         """Unset an alias, and record it in its history.

@@ -9,8 +9,11 @@ table is write-once, and a column is immutable unless its ``info`` says ``mutabl
 """
 
 import json
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from pydantic import PrivateAttr
 from sqlalchemy import REAL, Column, Index, Integer, Text, text
 from sqlalchemy.orm import configure_mappers
 from sqlalchemy.types import TypeDecorator
@@ -62,6 +65,22 @@ class AdapterRecord(SQLModel, table=True):
     training_task_hash: str | None = Field(default=None, index=True, sa_type=Text)
     agent_id: str | None = Field(default=None, sa_type=Text)
     config_hash: str = Field(sa_type=Text)
+
+    #: The root of the registry that returned this record (``directory`` derives from it).
+    _root: Path | None = PrivateAttr(default=None)
+
+    @property
+    def created(self) -> datetime:
+        """``created_at`` as a timezone-aware datetime (UTC)."""
+        return datetime.fromisoformat(self.created_at)
+
+    @property
+    def directory(self) -> Path:
+        """The adapter's folder: its registry's root and its id, so it stays right after the
+        registry moves (``os.path.dirname(file_path)`` would not). A record not returned by a
+        registry falls back to the folder of its recorded ``file_path``."""
+        root = self._root
+        return Path(self.file_path).parent if root is None else root / self.id
 
     @property
     def parents(self) -> list[str]:

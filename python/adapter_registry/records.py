@@ -50,7 +50,7 @@ def adapter_directory(root: Path, adapter_id: str) -> Path:
     return root / adapter_id
 
 
-def record_from_row(values: Sequence[Any]) -> AdapterRecord:
+def record_from_row(values: Sequence[Any], root: Path | None = None) -> AdapterRecord:
     """A record from a row in table order, on the hot read path.
 
     The database already typed every value, so nothing is validated again: the instance is made
@@ -63,6 +63,7 @@ def record_from_row(values: Sequence[Any]) -> AdapterRecord:
     record: AdapterRecord = _new_instance()
     record.__dict__.update(fields)
     object.__setattr__(record, "__pydantic_fields_set__", set(_ALL_FIELDS))
+    object.__setattr__(record, "__pydantic_private__", {"_root": root})  # for .directory
     return record
 
 
@@ -113,15 +114,20 @@ def record_from_file(data: bytes) -> AdapterRecord:
 class Records:
     """The ``adapter_records`` table of one database, as records."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, root: Path) -> None:
         self.db = db
+        #: The registry's root, which every record this returns knows (``record.directory``).
+        self.root = root
+
+    def from_row(self, values: Sequence[Any]) -> AdapterRecord:
+        return record_from_row(values, self.root)
 
     def select(self, stmt: Any, **params: Any) -> list[AdapterRecord]:
-        return [record_from_row(values) for values in self.db.fetch(stmt, **params)]
+        return [record_from_row(values, self.root) for values in self.db.fetch(stmt, **params)]
 
     def first(self, stmt: Any, **params: Any) -> AdapterRecord | None:
         found = self.db.fetch(stmt, **params)
-        return record_from_row(found[0]) if found else None
+        return record_from_row(found[0], self.root) if found else None
 
     def get(self, adapter_id: str) -> AdapterRecord | None:
         return self.first(queries.BY_ID, id=adapter_id)
@@ -165,6 +171,7 @@ class Records:
             raise AdapterAlreadyExistsError(
                 f"adapter {record.id} already exists; adapters are written once"
             ) from None
+        record._root = self.root
         return record, True
 
     def update(self, adapter_id: str, values: dict[str, Any]) -> AdapterRecord:
@@ -175,7 +182,7 @@ class Records:
             ).first()
         if row is None:
             raise AdapterNotFoundError(f"adapter {adapter_id} is not registered")
-        return record_from_row(tuple(row))
+        return self.from_row(tuple(row))
 
     def lineage(self, adapter_id: str) -> list[AdapterRecord]:
         """The ancestors of an adapter through parent_ids, nearest first, each once."""

@@ -60,7 +60,7 @@ class AdapterRegistry(Finding, Promoting, Evaluating):
         self._db = Database(
             url, pool_size=pool_size, pool_timeout=pool_timeout, connect_timeout=connect_timeout
         )
-        self._records = Records(self._db)
+        self._records = Records(self._db, self.root)
 
     def close(self) -> None:
         """Close the registry's database connections; it cannot be used after."""
