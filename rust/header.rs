@@ -72,8 +72,38 @@ impl Header {
     }
 }
 
+/// What a file is, by its first bytes, where it is a common format that is not safetensors;
+/// `None` otherwise. Asked only when the prefix cannot be a safetensors header length, so a
+/// real safetensors file is never misnamed.
+fn other_format(prefix: &[u8; 8]) -> Option<&'static str> {
+    match prefix {
+        [b'P', b'K', 3, 4, ..] => Some(
+            "it is a PyTorch zip archive (torch.save: a .bin or .pt), not safetensors; save the \
+             adapter with safetensors (PEFT: save_pretrained(..., safe_serialization=True))",
+        ),
+        [0x80, 2..=5, ..] => Some(
+            "it is a Python pickle (an old PyTorch .bin), not safetensors; save the adapter with \
+             safetensors (PEFT: save_pretrained(..., safe_serialization=True))",
+        ),
+        [b'G', b'G', b'U', b'F', ..] => Some(
+            "it is a GGUF file (llama.cpp), not safetensors; store the PEFT adapter it was \
+             converted from",
+        ),
+        [0x93, b'N', b'U', b'M', b'P', b'Y', ..] => Some(
+            "it is a NumPy .npy array, not safetensors; write the tensors with \
+             safetensors.numpy.save_file",
+        ),
+        _ => None,
+    }
+}
+
 /// Read and check the length prefix against the file's size; returns the header length.
 pub fn header_len(prefix: [u8; 8], file_size: u64) -> Result<u64, String> {
+    header_len_of_safetensors(prefix, file_size)
+        .map_err(|problem| other_format(&prefix).map_or(problem, str::to_string))
+}
+
+fn header_len_of_safetensors(prefix: [u8; 8], file_size: u64) -> Result<u64, String> {
     if file_size < PREFIX_LEN {
         return Err(format!(
             "file is {file_size} bytes, shorter than the 8-byte header length"
@@ -366,6 +396,26 @@ fn check_coverage(tensors: &mut [TensorInfo], data_len: u64) -> Result<(), Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_formats_that_are_not_safetensors_are_named() {
+        let cases: [(&[u8], &str); 4] = [
+            (b"PK\x03\x04\x14\x00\x00\x00rest of a zip", "PyTorch zip archive"),
+            (b"\x80\x02}q\x00(X\x07\x00\x00\x00layer.0", "Python pickle"),
+            (b"GGUF\x03\x00\x00\x00\x00\x00\x00\x00", "GGUF file"),
+            (b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'}", "NumPy .npy array"),
+        ];
+        for (bytes, named) in cases {
+            let err = validate_bytes(bytes).unwrap_err();
+            assert!(err.contains(named) && err.contains("not safetensors"), "{err}");
+        }
+        // A safetensors file whose length prefix begins like a zip is still read as one.
+        let json = format!("{{{}}}", " ".repeat(0x0403_4B50 - 2));
+        let mut file = 0x0403_4B50u64.to_le_bytes().to_vec();
+        assert_eq!(&file[..4], b"PK\x03\x04");
+        file.extend(json.as_bytes());
+        assert!(validate_bytes(&file).is_ok());
+    }
     use crate::test_alloc::peak_heap;
     use crate::test_files::{file, raw_file};
 

@@ -16,6 +16,7 @@ __all__ = [
     "AdapterNotFoundError",
     "AdapterRegistryError",
     "AdapterStorageError",
+    "FilesNotStoredWarning",
     "IntegrityError",
     "InvalidAdapterError",
     "MissingDependencyError",
@@ -55,17 +56,23 @@ class AdapterStorageError(AdapterRegistryError, OSError):
         return super().__str__()
 
 
+class FilesNotStoredWarning(UserWarning):
+    """store() of a directory kept the weights and the config and left other files out
+    (README.md, trainer_state.json, tokenizer files); the message names them."""
+
+
 class MissingDependencyError(AdapterRegistryError, ImportError):
     """An optional part (the torch extra) is not installed; the message names the extra."""
 
 
 @contextmanager
-def about_adapter(adapter_id: str) -> Iterator[None]:
-    """Prefix ``adapter <id>:`` to registry errors raised inside, where it is not there yet."""
+def about_adapter(adapter_id: str, label: str | None = None) -> Iterator[None]:
+    """Prefix ``adapter <id>:`` (or ``label``) to registry errors raised inside, where it is
+    not there yet."""
     try:
         yield
     except AdapterRegistryError as err:
-        prefix = f"adapter {adapter_id}"
+        prefix = label or f"adapter {adapter_id}"
         if isinstance(err, OSError) and err.errno is not None:
             message = err.strerror or ""
             if prefix in message:

@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import os
 import stat
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ._core import CONFIG_FILE, PEFT_WEIGHTS_FILE, WEIGHTS_FILE
-from .errors import InvalidAdapterError
+from .errors import FilesNotStoredWarning, InvalidAdapterError
 from .lora_config import MAX_CONFIG_BYTES
 
 __all__ = ["ConfigInput", "WeightsInput", "resolve"]
@@ -37,17 +38,43 @@ def resolve(weights: WeightsInput, config: ConfigInput) -> tuple[str | bytes, by
     if not isinstance(weights, (str, os.PathLike)):
         raise InvalidAdapterError(f"weights must be a path or bytes, not {type(weights).__name__}")
     path = Path(weights).expanduser().absolute()
+    if not os.path.lexists(path):
+        raise InvalidAdapterError(f"weights file {path} does not exist")
     if path.is_dir():
         weights_path = _weights_in_directory(path)
+        _warn_of_files_left_out(
+            path, {weights_path.name, *([CONFIG_FILE] if config is None else [])}
+        )
         if config is None:
             config = path / CONFIG_FILE
         return str(weights_path), _config_bytes(config)
     if config is None:
         raise InvalidAdapterError(
-            f"weights {path} are a file (or missing): give config as a dict or a path, "
+            f"weights {path} are a file: give config as a dict or a path, "
             "or pass the PEFT adapter directory"
         )
     return str(path), _config_bytes(config)
+
+
+def _warn_of_files_left_out(directory: Path, kept: set[str]) -> None:
+    """A PEFT or Trainer directory holds more than an adapter (README.md, trainer_state.json,
+    tokenizer files): the registry keeps the weights and the config, as the spec says, and
+    says which files it left out."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return
+    left_out = [n for n in names if n not in kept | {PEFT_WEIGHTS_FILE, WEIGHTS_FILE}]
+    if left_out:
+        shown = ", ".join(left_out[:8]) + (
+            f" and {len(left_out) - 8} more" if len(left_out) > 8 else ""
+        )
+        warnings.warn(
+            FilesNotStoredWarning(
+                f"{directory}: stored the weights and the config only; left out {shown}"
+            ),
+            stacklevel=4,
+        )
 
 
 def _weights_in_directory(directory: Path) -> Path:

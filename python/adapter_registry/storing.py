@@ -92,9 +92,12 @@ def store(
     fitness_score: Any = None,
 ) -> AdapterRecord:
     """Check, stage, publish and register one adapter (``AdapterRegistry.store`` documents it)."""
+    # An error names the adapter by the id the caller gave, else by the input itself: an id
+    # generated here exists nowhere until the publish (whose own messages then name it).
+    label = None if adapter_id is not None else f"adapter from {_described(weights)}"
     if adapter_id is None:
         adapter_id = str(uuid.uuid4())
-    with about_adapter(str(adapter_id)):
+    with about_adapter(str(adapter_id), label):
         validation.check_adapter_id(adapter_id)
         fields = check_fields(
             task_type=task_type, source=source, session_id=session_id,
@@ -124,6 +127,14 @@ def store(
                 interrupt.add_note(f"adapter {registered.id} was stored before the interrupt")
             raise interrupt
         return registered
+
+
+def _described(weights: Any) -> str:
+    if isinstance(weights, (bytes, bytearray, memoryview)):
+        return "bytes"
+    if isinstance(weights, (str, os.PathLike)):
+        return str(Path(weights).expanduser())
+    return type(weights).__name__
 
 
 def check_fields(
