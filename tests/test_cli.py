@@ -209,7 +209,10 @@ def test_show_json_reports_the_files_as_they_are(
 ) -> None:
     b = family["b"]
     shown = run_json(home, "show", b.id)
-    assert set(shown) == {"record", "directory", "files", "ancestors", "children"}
+    assert set(shown) == {
+        "record", "directory", "files", "ancestors", "children",
+        "tags", "aliases", "evaluation_count", "latest_evaluations",
+    }  # fmt: skip
     assert shown["record"]["id"] == b.id and shown["record"]["parent_ids"] == [family["a"].id]
     assert shown["ancestors"] == [family["a"].id]
     assert shown["children"] == [family["c"].id, family["d"].id]
@@ -617,7 +620,10 @@ def test_ls_imports_neither_rich_nor_torch_nor_other_commands(
     assert done.returncode == 0 and len(done.stdout.splitlines()) == 6
     assert "adapter_registry.cli.read" in modules
     assert {m for m in modules if m.split(".")[0] == "rich"} == set() and heavy(modules) == set()
-    others = {f"adapter_registry.cli.{m}" for m in ("write", "integrity", "stats", "demo")}
+    others = {
+        f"adapter_registry.cli.{m}"
+        for m in ("write", "integrity", "stats", "demo", "promote", "evaluate")
+    }
     assert modules & others == set() and "adapter_registry.demo" not in modules
 
 

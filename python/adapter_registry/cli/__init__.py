@@ -1,10 +1,11 @@
 """The ``adapter-registry`` console script: the registry from a shell, without torch.
 
 One module per job: ``app`` (the root command, global options, one-line errors), ``output``
-(tables, JSON, progress bars), ``read`` (ls, show, best), ``write`` (store, archive, fitness),
-``integrity`` (verify, recover), ``lineage``, ``stats`` and ``demo``. A command's module is
-imported only when that command runs, and rich only where a command draws with it, so that
-``adapter-registry ls`` costs little more than importing the package.
+(tables, JSON, progress bars), ``options`` (search filters, times, KEY=VALUE pairs), ``read``
+(ls, show, best), ``write`` (store, fitness, archive, unarchive), ``promote`` (alias, tag),
+``evaluate`` (eval), ``integrity`` (verify, recover), ``lineage``, ``stats`` and ``demo``.
+A command's module is imported only when that command runs, and rich only where a command
+draws with it, so that ``adapter-registry ls`` costs little more than importing the package.
 """
 
 from __future__ import annotations

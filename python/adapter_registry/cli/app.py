@@ -7,6 +7,7 @@ command line that cannot be run as given. ``--debug`` lets the exception through
 
 from __future__ import annotations
 
+import builtins
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,8 @@ __all__ = ["COMMANDS", "PROG", "BadUsage", "CommandError", "Settings", "cli"]
 PROG = "adapter-registry"
 
 #: Command name -> its module in this package, in the order ``--help`` lists them. A module is
-#: imported when its command runs (or ``--help`` describes it), never before.
+#: imported when its command runs (or ``--help`` describes it), never before. The command is
+#: the module's attribute of that name, or of that name and '_' where it is a builtin's (eval).
 COMMANDS = {
     "ls": "read",
     "show": "read",
@@ -36,7 +38,11 @@ COMMANDS = {
     "stats": "stats",
     "store": "write",
     "fitness": "write",
+    "eval": "evaluate",
+    "alias": "promote",
+    "tag": "promote",
     "archive": "write",
+    "unarchive": "write",
     "verify": "integrity",
     "recover": "integrity",
     "demo": "demo",
@@ -76,6 +82,13 @@ def describe(err: BaseException) -> str:
     return f"unexpected {type(err).__name__}: {err} (--debug shows the traceback)"
 
 
+#: What click >= 8.2 raises for a group given no command: it shows the group's help (exit 2),
+#: which must stay whole rather than be squeezed onto one error line.
+_HELP: tuple[type[BaseException], ...] = tuple(
+    error for error in [getattr(click.exceptions, "NoArgsIsHelpError", None)] if error is not None
+)
+
+
 def _usage(err: click.UsageError) -> CommandError:
     hint = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
     return BadUsage(err.format_message() + hint)
@@ -109,6 +122,16 @@ class Settings:
             self._registry = None
 
 
+#: What a command's run lets through as it is.
+_HELP_OR_OURS: tuple[type[BaseException], ...] = (CommandError, *_HELP)
+_PASSED_ON: tuple[type[BaseException], ...] = (
+    *_HELP_OR_OURS,
+    click.exceptions.Exit,
+    click.Abort,
+    BrokenPipeError,
+)
+
+
 class RegistryGroup(click.Group):
     """Commands loaded on demand; every error of a command turned into one line."""
 
@@ -119,14 +142,15 @@ class RegistryGroup(click.Group):
         module = COMMANDS.get(cmd_name)
         if module is None:
             return None
-        command = getattr(importlib.import_module(f"{__package__}.{module}"), cmd_name)
+        attribute = f"{cmd_name}_" if hasattr(builtins, cmd_name) else cmd_name
+        command = getattr(importlib.import_module(f"{__package__}.{module}"), attribute)
         assert isinstance(command, click.Command)
         return command
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
             return super().parse_args(ctx, args)
-        except CommandError:
+        except _HELP_OR_OURS:
             raise
         except click.UsageError as err:
             raise _usage(err) from err
@@ -134,7 +158,7 @@ class RegistryGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (CommandError, click.exceptions.Exit, click.Abort, BrokenPipeError):
+        except _PASSED_ON:
             raise
         except click.UsageError as err:
             raise _usage(err) from err
@@ -181,11 +205,11 @@ def _absolute(ctx: click.Context, param: click.Parameter, value: Path | None) ->
 def cli(
     ctx: click.Context, home: Path | None, root: Path | None, db_url: str | None, debug: bool
 ) -> None:
-    """A write-once store of LoRA adapters, from the shell: list, rank, store, verify.
+    """A write-once store of LoRA adapters, from the shell: list, rank, name, store, verify.
 
-    Every command takes --json for stable machine-readable output (see the README's "Command
-    line" section for the keys). Exit status: 0 done, 1 failed (or a check found a problem),
-    2 bad usage.
+    Every command takes --json for stable machine-readable output, and each that lists takes
+    --jsonl, one JSON object per line (see the README's "Command line" section for the keys).
+    Exit status: 0 done, 1 failed (or a check found a problem), 2 bad usage.
 
     \b
     Example:

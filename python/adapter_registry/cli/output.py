@@ -23,15 +23,25 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
+    from ..tables import Evaluation
+
 __all__ = [
+    "EVALUATION_HEADERS",
+    "EVALUATION_KEYS",
     "LIST_HEADERS",
+    "LIST_NUMERIC",
     "RECORD_KEYS",
     "ByteProgress",
     "console",
     "emit_json",
     "emit_json_lines",
+    "emit_list",
+    "evaluation_json",
+    "evaluation_line",
     "human_bytes",
     "json_option",
+    "jsonl_option",
+    "list_format",
     "number",
     "plain_table",
     "record_json",
@@ -46,6 +56,10 @@ _KEYS = frozenset(RECORD_KEYS)
 
 #: The --json flag every command takes.
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (stable keys).")
+#: The --jsonl flag of every command whose --json is a list.
+jsonl_option = click.option(
+    "--jsonl", "as_jsonl", is_flag=True, help="Print one JSON object per line (the --json keys)."
+)
 
 
 def _values(record: AdapterRecord) -> dict[str, Any]:
@@ -87,6 +101,23 @@ def emit_json_lines(values: Iterable[Any]) -> None:
     click.echo(f"[\n{lines}\n]" if lines else "[]")
 
 
+def list_format(as_json: bool, as_jsonl: bool) -> str:
+    """``json``, ``jsonl`` or ``text``: how a listing is printed (both flags: bad usage)."""
+    if as_json and as_jsonl:
+        raise click.UsageError("give --json or --jsonl, not both")
+    return "json" if as_json else "jsonl" if as_jsonl else "text"
+
+
+def emit_list(values: Iterable[Any], fmt: str) -> None:
+    """A list as --json prints it (an array, one element per line) or as --jsonl does (one
+    object per line, nothing at all for none)."""
+    if fmt == "json":
+        emit_json_lines(values)
+        return
+    for value in values:
+        click.echo(json.dumps(value, ensure_ascii=False))
+
+
 def human_bytes(size: float | None) -> str:
     if size is None:
         return "-"
@@ -120,6 +151,8 @@ def plain_table(
 
 
 LIST_HEADERS = ("ID", "TASK TYPE", "BASE MODEL", "VER", "GEN", "FITNESS", "PASS", "SIZE", "CREATED")
+#: The columns of a listing that align right: version, generation, fitness, pass rate, size.
+LIST_NUMERIC = (3, 4, 5, 6, 7)
 
 
 def record_line(record: AdapterRecord) -> list[str]:
@@ -136,6 +169,40 @@ def record_line(record: AdapterRecord) -> list[str]:
         number(v["pass_rate"], 2),
         human_bytes(v["file_size_bytes"]),
         created + (" (archived)" if v["is_archived"] else ""),
+    ]
+    return [shown(cell) for cell in cells]
+
+
+#: The keys of an evaluation in --json output.
+EVALUATION_KEYS = (
+    "id", "adapter_id", "metric", "value", "evaluator", "eval_set_hash", "details", "recorded_at",
+)  # fmt: skip
+EVALUATION_HEADERS = ("RECORDED", "METRIC", "VALUE", "EVALUATOR", "EVAL SET", "DETAILS")
+#: The longest details shown in a table (--json has them whole).
+_DETAILS_SHOWN = 60
+
+
+def evaluation_json(evaluation: Evaluation) -> dict[str, Any]:
+    """One row of the evaluation history; ``details`` as an object (or None), not its text."""
+    out = {key: getattr(evaluation, key) for key in EVALUATION_KEYS}
+    out["details"] = evaluation.details_dict()
+    if out["value"] is not None and not math.isfinite(out["value"]):  # written by hand
+        out["value"] = None
+    return out
+
+
+def evaluation_line(evaluation: Evaluation) -> list[str]:
+    """One evaluation as a table row (see EVALUATION_HEADERS)."""
+    details = "" if evaluation.details is None else evaluation.details
+    if len(details) > _DETAILS_SHOWN:
+        details = details[: _DETAILS_SHOWN - 3] + "..."
+    cells = [
+        evaluation.recorded_at[:19].replace("T", " "),
+        evaluation.metric,
+        f"{evaluation.value:.6g}",
+        evaluation.evaluator or "-",
+        evaluation.eval_set_hash or "-",
+        details or "-",
     ]
     return [shown(cell) for cell in cells]
 

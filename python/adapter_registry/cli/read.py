@@ -10,16 +10,22 @@ from typing import Any
 import click
 
 from .. import _core
-from ..record import AdapterRecord
 from ..records import adapter_directory
 from .app import CommandError, Settings
 from .lineage import lineage_json, tree_text
+from .options import search_arguments, search_options
 from .output import (
+    EVALUATION_HEADERS,
     LIST_HEADERS,
+    LIST_NUMERIC,
     emit_json,
-    emit_json_lines,
+    emit_list,
+    evaluation_json,
+    evaluation_line,
     human_bytes,
     json_option,
+    jsonl_option,
+    list_format,
     plain_table,
     record_json,
     record_line,
@@ -28,8 +34,8 @@ from .output import (
 
 __all__ = ["best", "ls", "show"]
 
-#: Columns of a listing that align right: version, generation, fitness, pass rate, size.
-_NUMERIC = (3, 4, 5, 6, 7)
+#: How many of an adapter's evaluations ``show`` prints, the latest.
+LATEST_EVALUATIONS = 5
 #: What a stored adapter's directory holds, in the order ``show`` lists it.
 EXPECTED_FILES = (
     _core.WEIGHTS_FILE,
@@ -39,57 +45,31 @@ EXPECTED_FILES = (
 )
 
 
-def _by_fitness(record: AdapterRecord) -> tuple[bool, float, str, str]:
-    """Highest fitness first, unevaluated last; ties as the ranking breaks them (oldest)."""
-    score = record.fitness_score
-    return score is None, -(score or 0.0), record.created_at, record.id
-
-
 @click.command()
-@click.option("--task-type", "-t", help="Only this task type.")
-@click.option("--base-model", "-b", help="Only adapters of this base model.")
-@click.option("--include-archived", "-a", is_flag=True, help="Archived adapters too.")
-@click.option(
-    "--sort",
-    type=click.Choice(["created", "fitness"]),
-    default="created",
-    show_default=True,
-    help="created: newest first; fitness: highest first, unevaluated last.",
-)
-@click.option("--limit", "-n", type=click.IntRange(min=1), help="At most N adapters.")
+@search_options
 @json_option
+@jsonl_option
 @click.pass_obj
-def ls(
-    settings: Settings,
-    task_type: str | None,
-    base_model: str | None,
-    include_archived: bool,
-    sort: str,
-    limit: int | None,
-    as_json: bool,
-) -> None:
-    """List adapters: newest first, or best first by fitness.
+def ls(settings: Settings, /, as_json: bool, as_jsonl: bool, **options: Any) -> None:
+    """List adapters, filtered and ordered as asked (newest first).
 
-    Archived adapters are left out unless -a is given.
+    Filters combine with AND. Archived adapters are left out unless -a is given.
 
     \b
     Example:
-      adapter-registry ls --task-type bug-fix --sort fitness --limit 5
+      adapter-registry ls --agent-id agent-7 --session-id run-42 --min-fitness 0.8 \\
+          --order-by -fitness_score --limit 5 --jsonl
     """
+    fmt = list_format(as_json, as_jsonl)
+    arguments = search_arguments(options)
     registry = settings.registry()
-    if task_type is not None:
-        records = registry.query_by_task_type(task_type, include_archived=include_archived)
-    else:
-        records = registry.list_all(include_archived=include_archived)
-    if base_model is not None:
-        records = [r for r in records if r.base_model_id == base_model]
-    records = sorted(records, key=_by_fitness) if sort == "fitness" else records[::-1]
-    if limit is not None:
-        records = records[:limit]
-    if as_json:
-        emit_json_lines(map(record_json, records))
+    if arguments["parent_id"] is not None:
+        registry.retrieve_by_id(arguments["parent_id"])  # an unknown parent is an error
+    records = registry.search(**arguments)
+    if fmt != "text":
+        emit_list(map(record_json, records), fmt)
     elif records:
-        click.echo(plain_table(LIST_HEADERS, map(record_line, records), right=_NUMERIC))
+        click.echo(plain_table(LIST_HEADERS, map(record_line, records), right=LIST_NUMERIC))
     else:
         click.echo("no adapters", err=True)
 
@@ -145,10 +125,10 @@ def _field_text(name: str, value: Any) -> str:
 @json_option
 @click.pass_obj
 def show(settings: Settings, adapter_id: str, as_json: bool) -> None:
-    """Show one adapter: its record, its files on disk and its lineage.
+    """Show one adapter: record, names, evaluations, files, lineage.
 
-    Every field of the record, each file of its directory (size, mode, links) and the tree of
-    its parents and children.
+    Every field of the record, the aliases that point at it, its tags, its latest evaluations,
+    each file of its directory (size, mode, links) and the tree of its parents and children.
 
     \b
     Example:
@@ -159,6 +139,10 @@ def show(settings: Settings, adapter_id: str, as_json: bool) -> None:
     directory = adapter_directory(registry.root, record.id)
     files = files_json(directory)
     tree = lineage_json(registry, record)
+    tags = registry.tags(record.id)
+    aliases = sorted(name for name, target in registry.aliases().items() if target == record.id)
+    evaluations = registry.evaluations(record.id)
+    latest = evaluations[-LATEST_EVALUATIONS:]
     if as_json:
         emit_json(
             {
@@ -167,6 +151,10 @@ def show(settings: Settings, adapter_id: str, as_json: bool) -> None:
                 "files": files,
                 "ancestors": [r.id for r in registry.lineage(adapter_id)],
                 "children": [c["id"] for c in tree["children"]],
+                "tags": tags,
+                "aliases": aliases,
+                "evaluation_count": len(evaluations),
+                "latest_evaluations": [evaluation_json(e) for e in latest],
             }
         )
         return
@@ -174,6 +162,15 @@ def show(settings: Settings, adapter_id: str, as_json: bool) -> None:
     width = max(map(len, fields))
     for name, value in fields.items():
         click.echo(f"{name:<{width}}  {_field_text(name, value)}")
+    click.echo(f"\naliases pointing here: {shown(', '.join(aliases)) if aliases else '(none)'}")
+    click.echo(f"tags: {'' if tags else '(none)'}".rstrip())
+    for key, value in tags.items():
+        click.echo(f"  {shown(key)}={shown(value)}")
+    if latest:
+        click.echo(f"\nevaluations (the latest {len(latest)} of {len(evaluations)}, oldest first)")
+        click.echo(plain_table(EVALUATION_HEADERS, map(evaluation_line, latest), right=(2,)))
+    else:
+        click.echo("\nevaluations: (none)")
     click.echo(f"\nfiles in {directory}")
     rows = []
     for f in files:
@@ -217,4 +214,4 @@ def best(settings: Settings, task_type: str, base_model: str | None, as_json: bo
     if as_json:
         emit_json(record_json(record))
     else:
-        click.echo(plain_table(LIST_HEADERS, [record_line(record)], right=_NUMERIC))
+        click.echo(plain_table(LIST_HEADERS, [record_line(record)], right=LIST_NUMERIC))

@@ -1,4 +1,5 @@
-"""Writing commands: ``store`` (the only way weights get in), ``fitness`` and ``archive``."""
+"""Writing commands: ``store`` (the only way weights get in), ``fitness``, ``archive`` and
+``unarchive``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ..validation import SOURCES
 from .app import BadUsage, CommandError, Settings
 from .output import emit_json, human_bytes, json_option, number, record_json, shown
 
-__all__ = ["archive", "fitness", "store"]
+__all__ = ["archive", "fitness", "store", "unarchive"]
 
 
 def _report(record: AdapterRecord, verb: str, as_json: bool) -> None:
@@ -143,6 +144,8 @@ def store(
 @click.argument("adapter_id", metavar="ID")
 @click.option("--score", type=float, help="The fitness score (any finite number).")
 @click.option("--pass-rate", type=float, help="The pass rate, 0 to 1.")
+@click.option("--evaluator", help="Who or what evaluated it, for the history.")
+@click.option("--eval-set-hash", help="Which evaluation set, for the history.")
 @json_option
 @click.pass_obj
 def fitness(
@@ -150,18 +153,28 @@ def fitness(
     adapter_id: str,
     score: float | None,
     pass_rate: float | None,
+    evaluator: str | None,
+    eval_set_hash: str | None,
     as_json: bool,
 ) -> None:
-    """Record an evaluation: a fitness score, a pass rate, or both.
+    """Set the fitness and pass rate that rank an adapter.
+
+    Give either or both. Each is also appended to the adapter's evaluation history (metrics
+    fitness_score and pass_rate, see 'eval ls'), with the evaluator and evaluation set if given.
 
     \b
     Example:
-      adapter-registry fitness 3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b --score 0.83 --pass-rate 0.71
+      adapter-registry fitness 3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b --score 0.83 --pass-rate 0.71 \\
+          --evaluator harness-2 --eval-set-hash 9f8e7d
     """
     if score is None and pass_rate is None:
         raise BadUsage("give --score, --pass-rate or both")
     record = settings.registry().update_fitness(
-        adapter_id, fitness_score=score, pass_rate=pass_rate
+        adapter_id,
+        fitness_score=score,
+        pass_rate=pass_rate,
+        evaluator=evaluator,
+        eval_set_hash=eval_set_hash,
     )
     _report(record, "evaluated", as_json)
 
@@ -173,11 +186,28 @@ def fitness(
 def archive(settings: Settings, adapter_id: str, as_json: bool) -> None:
     """Archive an adapter: out of rankings, its files kept.
 
-    It leaves rankings and default listings; its files and lineage stay. Archiving twice is
-    harmless.
+    It leaves rankings and default listings; its files, lineage, tags and evaluations stay.
+    An adapter that an alias points at is refused: move or remove the alias first. Archiving
+    twice is harmless; 'unarchive' undoes it.
 
     \b
     Example:
       adapter-registry archive 3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b
     """
     _report(settings.registry().archive(adapter_id), "archived", as_json)
+
+
+@click.command()
+@click.argument("adapter_id", metavar="ID")
+@json_option
+@click.pass_obj
+def unarchive(settings: Settings, adapter_id: str, as_json: bool) -> None:
+    """Unarchive an adapter: back into rankings and listings.
+
+    Unarchiving a live adapter is harmless.
+
+    \b
+    Example:
+      adapter-registry unarchive 3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b
+    """
+    _report(settings.registry().unarchive(adapter_id), "unarchived", as_json)
