@@ -60,14 +60,20 @@ pub fn to_hex(bytes: &[u8]) -> String {
 }
 
 /// Hash everything `reader` yields, calling `on_chunk` with each chunk's length (for progress).
-pub fn hash_reader(
+pub fn hash_reader(reader: &mut impl Read, on_chunk: impl FnMut(usize)) -> io::Result<FileDigest> {
+    hash_reader_into(reader, &mut vec![0u8; CHUNK], on_chunk)
+}
+
+/// `hash_reader` through a buffer the caller keeps, so that a worker hashing thousands of small
+/// files allocates (and faults in) one buffer, not one per file.
+pub fn hash_reader_into(
     reader: &mut impl Read,
+    buf: &mut [u8],
     mut on_chunk: impl FnMut(usize),
 ) -> io::Result<FileDigest> {
-    let mut buf = vec![0u8; CHUNK];
     let mut hasher = StreamHasher::default();
     loop {
-        let n = match reader.read(&mut buf) {
+        let n = match reader.read(buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -81,9 +87,13 @@ pub fn hash_reader(
 
 /// Hash everything `reader` yields, reading on a second thread while this one hashes: the copy
 /// out of the page cache then costs no hashing time. For one large stream; a batch of files is
-/// better served by one thread per file.
-pub fn hash_reader_pipelined(reader: &mut (impl Read + Send)) -> io::Result<FileDigest> {
-    const BUFFERS: usize = 4;
+/// better served by one thread per file, but its largest files by this. `on_chunk` is called on
+/// the hashing thread with each chunk's length once it is hashed.
+pub fn hash_reader_pipelined(
+    reader: &mut (impl Read + Send),
+    mut on_chunk: impl FnMut(usize),
+) -> io::Result<FileDigest> {
+    const BUFFERS: usize = 8;
     let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(BUFFERS);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
     for _ in 0..BUFFERS {
@@ -110,6 +120,7 @@ pub fn hash_reader_pipelined(reader: &mut (impl Read + Send)) -> io::Result<File
         for (buf, n) in full_rx {
             hasher.update(&buf[..n]);
             let _ = empty_tx.send(buf);
+            on_chunk(n);
         }
         drop(empty_tx);
         read.join()
@@ -126,7 +137,7 @@ pub fn hash_file(path: &Path) -> CoreResult<FileDigest> {
         .map(|m| m.len() >= PIPELINE_FROM)
         .unwrap_or(false);
     let result = if large {
-        hash_reader_pipelined(&mut file)
+        hash_reader_pipelined(&mut file, |_| {})
     } else {
         hash_reader(&mut file, |_| {})
     };
@@ -134,7 +145,7 @@ pub fn hash_file(path: &Path) -> CoreResult<FileDigest> {
 }
 
 /// Below this size a second thread costs more than it saves.
-const PIPELINE_FROM: u64 = 8 * CHUNK as u64;
+pub const PIPELINE_FROM: u64 = 8 * CHUNK as u64;
 
 #[cfg(test)]
 mod tests {
@@ -177,7 +188,9 @@ mod tests {
         for len in [0, 1, CHUNK - 1, CHUNK, 5 * CHUNK + 3] {
             let data: Vec<u8> = (0..len).map(|i| (i * 13 % 256) as u8).collect();
             let plain = hash_reader(&mut Cursor::new(&data), |_| {}).unwrap();
-            let piped = hash_reader_pipelined(&mut Cursor::new(&data)).unwrap();
+            let mut seen = 0;
+            let piped = hash_reader_pipelined(&mut Cursor::new(&data), |n| seen += n).unwrap();
+            assert_eq!(seen, len);
             assert_eq!(plain, piped, "{len}");
         }
     }

@@ -3,16 +3,19 @@
 //! through a channel; the calling thread alone sees the events (so it alone may call back into
 //! Python), and may cancel the batch.
 
-use std::fs;
-use std::io;
+use std::cell::RefCell;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
 use std::ops::ControlFlow;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::time::Duration;
 
-use crate::files::{open_regular, SEALED_MODE};
-use crate::hash::hash_reader;
+use crate::files::SEALED_MODE;
+use crate::hash::{hash_reader_into, hash_reader_pipelined, CHUNK, PIPELINE_FROM};
 use crate::staging::{CONFIG_FILE, PEFT_WEIGHTS_FILE, WEIGHTS_FILE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,44 +94,109 @@ pub enum Tick {
     FileDone,
 }
 
-enum Event<R> {
-    Tick(Tick),
-    Done(usize, R),
-}
-
 /// Hash one file (never through a symlink, never blocking on a FIFO) against `expected`.
 pub fn verify_one(path: &Path, expected: &str, mut on_bytes: impl FnMut(u64)) -> Outcome {
+    check_file(path, expected, &mut on_bytes).0
+}
+
+/// `verify_one`, also giving the status (fstat) of the file it opened, when it could open it:
+/// the seal is judged from the very file that was hashed, at no extra system call.
+fn check_file(
+    path: &Path,
+    expected: &str,
+    on_bytes: &mut dyn FnMut(u64),
+) -> (Outcome, Option<fs::Metadata>) {
     let fail = |verdict, e: io::Error| Outcome {
         verdict,
         sha256: None,
         size: None,
         detail: Some(e.to_string()),
     };
-    let (mut file, _) = match open_regular(path, false) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return fail(Verdict::Missing, e),
-        Err(e) => return fail(Verdict::Unreadable, e),
+    let (file, meta) = match open_sealed(path) {
+        Ok(opened) => opened,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return (fail(Verdict::Missing, e), None),
+        Err(e) => return (fail(Verdict::Unreadable, e), None),
     };
-    let digest = match hash_reader(&mut file, |n| on_bytes(n as u64)) {
+    let mut reader = Blocking(&file);
+    let hashed = if meta.len() >= PIPELINE_FROM {
+        hash_reader_pipelined(&mut reader, |n| on_bytes(n as u64))
+    } else {
+        SCRATCH.with_borrow_mut(|buf| {
+            if buf.is_empty() {
+                buf.resize(CHUNK, 0);
+            }
+            hash_reader_into(&mut reader, buf, |n| on_bytes(n as u64))
+        })
+    };
+    let digest = match hashed {
         Ok(digest) => digest,
-        Err(e) => return fail(Verdict::Unreadable, e),
+        Err(e) => return (fail(Verdict::Unreadable, e), Some(meta)),
     };
     let verdict = if digest.sha256.eq_ignore_ascii_case(expected) {
         Verdict::Ok
     } else {
         Verdict::Mismatch
     };
-    Outcome {
+    let outcome = Outcome {
         verdict,
         sha256: Some(digest.sha256),
         size: Some(digest.size),
         detail: None,
+    };
+    (outcome, Some(meta))
+}
+
+thread_local! {
+    /// Each worker's read buffer for files below `PIPELINE_FROM`, allocated once per thread.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Open a stored file for reading if it is a regular file, with its status: `open_regular`
+/// without the two `fcntl` calls that clear `O_NONBLOCK` (a regular file ignores it; should a
+/// filesystem not, `Blocking` clears it then). Two system calls, open and fstat.
+fn open_sealed(path: &Path) -> io::Result<(File, fs::Metadata)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok((file, meta))
+}
+
+/// Reads from a file opened `O_NONBLOCK`; a `WouldBlock` clears the flag and reads again.
+struct Blocking<'a>(&'a File);
+
+impl Read for Blocking<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match (&mut &*self.0).read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let fd = self.0.as_raw_fd();
+                    // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+                    let cleared = unsafe {
+                        let fl = libc::fcntl(fd, libc::F_GETFL);
+                        fl >= 0 && libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK) == 0
+                    };
+                    if !cleared {
+                        return Err(e);
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 }
 
 /// The whole verdict of one stored adapter: both files against their hashes (the weights
 /// against their size too), then, if the weights are intact, the seal; and the row's path
-/// against where the adapter is kept (a path in a row is never followed).
+/// against where the adapter is kept (a path in a row is never followed). Each file is opened
+/// once: its hash, size, mode and inode come from that one descriptor.
 pub fn verify_adapter(expected: &Expected, mut tick: impl FnMut(Tick)) -> AdapterReport {
     let mut report = AdapterReport {
         verdict: Verdict::Ok,
@@ -143,14 +211,25 @@ pub fn verify_adapter(expected: &Expected, mut tick: impl FnMut(Tick)) -> Adapte
             kept.display()
         ));
     }
+    let config_path = expected.dir.join(CONFIG_FILE);
+    let (weights, weights_meta) =
+        check_file(&kept, &expected.file_hash, &mut |n| tick(Tick::Bytes(n)));
+    tick(Tick::FileDone);
+    let (config, config_meta) = check_file(&config_path, &expected.config_hash, &mut |n| {
+        tick(Tick::Bytes(n))
+    });
+    tick(Tick::FileDone);
     let files = [
-        (WEIGHTS_FILE, &expected.file_hash, Some(expected.file_size)),
-        (CONFIG_FILE, &expected.config_hash, None),
+        (
+            WEIGHTS_FILE,
+            &weights,
+            &expected.file_hash,
+            Some(expected.file_size),
+        ),
+        (CONFIG_FILE, &config, &expected.config_hash, None),
     ];
     let mut weights_ok = false;
-    for (name, hash, size) in files {
-        let outcome = verify_one(&expected.dir.join(name), hash, |n| tick(Tick::Bytes(n)));
-        tick(Tick::FileDone);
+    for (name, outcome, hash, size) in files {
         let mut verdict = outcome.verdict;
         if verdict == Verdict::Ok && size.is_some() && outcome.size != size {
             verdict = Verdict::Mismatch;
@@ -158,13 +237,21 @@ pub fn verify_adapter(expected: &Expected, mut tick: impl FnMut(Tick)) -> Adapte
         if name == WEIGHTS_FILE {
             weights_ok = verdict == Verdict::Ok;
         }
-        if let Some(problem) = file_problem(name, verdict, &outcome, hash, size) {
+        if let Some(problem) = file_problem(name, verdict, outcome, hash, size) {
             report.verdict = report.verdict.worst(verdict);
             report.problems.push(problem);
         }
     }
-    if weights_ok {
-        for (verdict, problem) in seal_problems(&expected.dir) {
+    if let (true, Some(weights_meta)) = (weights_ok, weights_meta) {
+        // Where the config could not be opened as a regular file (a symlink, a FIFO), its
+        // lstat gives its mode, as `seal_problems` sees it.
+        let config_meta = config_meta.or_else(|| match config.verdict {
+            Verdict::Missing => None,
+            _ => fs::symlink_metadata(&config_path).ok(),
+        });
+        let link = fs::symlink_metadata(expected.dir.join(PEFT_WEIGHTS_FILE))
+            .map(|link| (link, weights_meta.clone()));
+        for (verdict, problem) in judge_seal(Some(&weights_meta), config_meta.as_ref(), link) {
             report.verdict = report.verdict.worst(verdict);
             report.problems.push(problem);
         }
@@ -201,9 +288,23 @@ fn file_problem(
 /// Its files stay read-only (`SEALED_MODE`): a changed mode means someone made them writable.
 /// PEFT loads `adapter_model.safetensors`, which must be the verified file itself (a hard link).
 pub fn seal_problems(dir: &Path) -> Vec<(Verdict, String)> {
+    let weights = fs::symlink_metadata(dir.join(WEIGHTS_FILE)).ok();
+    let config = fs::symlink_metadata(dir.join(CONFIG_FILE)).ok();
+    let linked = fs::symlink_metadata(dir.join(PEFT_WEIGHTS_FILE))
+        .and_then(|link| Ok((link, fs::symlink_metadata(dir.join(WEIGHTS_FILE))?)));
+    judge_seal(weights.as_ref(), config.as_ref(), linked)
+}
+
+/// The seal's one rule, from the status of the weights and the config (`None`: gone, which the
+/// hash check reports) and of the PEFT name beside the weights' own.
+fn judge_seal(
+    weights: Option<&fs::Metadata>,
+    config: Option<&fs::Metadata>,
+    linked: io::Result<(fs::Metadata, fs::Metadata)>,
+) -> Vec<(Verdict, String)> {
     let mut found = Vec::new();
-    for name in [WEIGHTS_FILE, CONFIG_FILE] {
-        let Ok(meta) = fs::symlink_metadata(dir.join(name)) else {
+    for (name, meta) in [(WEIGHTS_FILE, weights), (CONFIG_FILE, config)] {
+        let Some(meta) = meta else {
             continue; // the hash check reports it
         };
         let mode = meta.permissions().mode() & 0o7777;
@@ -214,8 +315,6 @@ pub fn seal_problems(dir: &Path) -> Vec<(Verdict, String)> {
             ));
         }
     }
-    let linked = fs::symlink_metadata(dir.join(PEFT_WEIGHTS_FILE))
-        .and_then(|link| Ok((link, fs::symlink_metadata(dir.join(WEIGHTS_FILE))?)));
     match linked {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             found.push((Verdict::Missing, format!("{PEFT_WEIGHTS_FILE} is missing")));
@@ -235,11 +334,23 @@ pub fn seal_problems(dir: &Path) -> Vec<(Verdict, String)> {
     found
 }
 
+/// How often the calling thread looks at the counters (and so may call back into Python)
+/// while the workers run.
+const OBSERVE_EVERY: Duration = Duration::from_millis(10);
+
 /// Run `work` over every item on `threads` workers, each item `files_each` files of progress.
-/// `observe` runs on the calling thread after each burst of events; returning `Break` cancels
-/// the items not yet started and returns `None`. Results come back in input order.
+/// `observe` runs on the calling thread every few milliseconds while the workers run and once
+/// at the end; returning `Break` cancels the items not yet started and returns `None`. Results
+/// come back in input order.
+///
+/// Items are handed out in `order` (largest first, say, so that no large file is left for last
+/// on one worker; `None`: input order), in runs that shrink as the batch drains (a fraction of
+/// what is left, so that small items do not pay a hand-off each and the last ones still spread
+/// over every worker). Workers count progress in shared counters and keep their results until
+/// they finish: nothing crosses threads per item, and the calling thread sleeps meanwhile.
 pub fn run_batch<T: Sync, R: Send>(
     items: &[T],
+    order: Option<&[usize]>,
     files_each: usize,
     threads: usize,
     work: impl Fn(&T, &mut dyn FnMut(Tick)) -> R + Sync,
@@ -248,48 +359,66 @@ pub fn run_batch<T: Sync, R: Send>(
     let threads = threads.clamp(1, items.len().max(1));
     let next = AtomicUsize::new(0);
     let cancelled = AtomicBool::new(false);
+    let files_done = AtomicUsize::new(0);
+    let bytes_done = AtomicU64::new(0);
     let mut results: Vec<Option<R>> = items.iter().map(|_| None).collect();
-    let (tx, rx) = mpsc::channel::<Event<R>>();
+    let (tx, rx) = mpsc::channel::<Vec<(usize, R)>>();
+    let position = |k: usize| order.map_or(k, |o| o[k]);
+    let progress = || Progress {
+        files_done: files_done.load(Ordering::Relaxed),
+        files_total: items.len() * files_each,
+        bytes_done: bytes_done.load(Ordering::Relaxed),
+    };
     std::thread::scope(|scope| {
         for _ in 0..threads {
             let tx = tx.clone();
             let (next, cancelled, work) = (&next, &cancelled, &work);
-            scope.spawn(move || loop {
-                if cancelled.load(Ordering::Relaxed) {
-                    break;
-                }
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(item) = items.get(i) else {
-                    break;
+            let (files_done, bytes_done) = (&files_done, &bytes_done);
+            scope.spawn(move || {
+                let mut done = Vec::new();
+                let mut tick = |t: Tick| match t {
+                    Tick::Bytes(n) => {
+                        bytes_done.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Tick::FileDone => {
+                        files_done.fetch_add(1, Ordering::Relaxed);
+                    }
                 };
-                let result = work(item, &mut |t| {
-                    let _ = tx.send(Event::Tick(t));
-                });
-                let _ = tx.send(Event::Done(i, result));
+                'claim: while let Some(run) = claim_run(next, items.len(), threads) {
+                    for k in run {
+                        if cancelled.load(Ordering::Relaxed) {
+                            break 'claim;
+                        }
+                        let i = position(k);
+                        done.push((i, work(&items[i], &mut tick)));
+                    }
+                }
+                let _ = tx.send(done);
             });
         }
         drop(tx);
-        let mut progress = Progress {
-            files_done: 0,
-            files_total: items.len() * files_each,
-            bytes_done: 0,
-        };
-        while let Ok(first) = rx.recv() {
-            // Drain what is queued, then report once for the whole burst.
-            for event in std::iter::once(first).chain(rx.try_iter()) {
-                match event {
-                    Event::Tick(Tick::Bytes(n)) => progress.bytes_done += n,
-                    Event::Tick(Tick::FileDone) => progress.files_done += 1,
-                    Event::Done(i, result) => results[i] = Some(result),
+        loop {
+            match rx.recv_timeout(OBSERVE_EVERY) {
+                Ok(done) => {
+                    for (i, result) in done {
+                        results[i] = Some(result);
+                    }
                 }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
-            if observe(progress).is_break() {
-                cancelled.store(true, Ordering::Relaxed);
-                break;
+            let now = progress();
+            let running = now.files_done < now.files_total;
+            if running && !cancelled.load(Ordering::Relaxed) && observe(now).is_break() {
+                cancelled.store(true, Ordering::Relaxed); // the workers stop at their next item
             }
         }
     });
-    if cancelled.load(Ordering::Relaxed) {
+    // The last word, unless there was nothing to do (as before this batch ran).
+    let last_word = |observe: &mut dyn FnMut(Progress) -> ControlFlow<()>| {
+        items.is_empty() || observe(progress()).is_continue()
+    };
+    if cancelled.load(Ordering::Relaxed) || !last_word(&mut observe) {
         return None;
     }
     Some(
@@ -298,6 +427,23 @@ pub fn run_batch<T: Sync, R: Send>(
             .map(|r| r.expect("every item ran"))
             .collect(),
     )
+}
+
+/// The next run of positions for a worker: an eighth of what is left per worker, at least one
+/// and at most 64; `None` once every item is handed out.
+fn claim_run(next: &AtomicUsize, len: usize, threads: usize) -> Option<std::ops::Range<usize>> {
+    let mut start = next.load(Ordering::Relaxed);
+    loop {
+        if start >= len {
+            return None;
+        }
+        let size = ((len - start) / (threads * 8)).clamp(1, 64);
+        match next.compare_exchange_weak(start, start + size, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => return Some(start..start + size),
+            Err(now) => start = now,
+        }
+    }
 }
 
 /// Verify (path, expected sha256) pairs: one `Outcome` per file, in input order.
@@ -311,17 +457,20 @@ pub fn verify_batch(
         tick(Tick::FileDone);
         outcome
     };
-    run_batch(items, 1, threads, work, observe)
+    run_batch(items, None, 1, threads, work, observe)
 }
 
-/// Verify whole adapters: one `AdapterReport` per adapter, in input order.
+/// Verify whole adapters: one `AdapterReport` per adapter, in input order, the largest
+/// started first.
 pub fn verify_adapters(
     items: &[Expected],
     threads: usize,
     observe: impl FnMut(Progress) -> ControlFlow<()>,
 ) -> Option<Vec<AdapterReport>> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(items[i].file_size));
     let work = |expected: &Expected, tick: &mut dyn FnMut(Tick)| verify_adapter(expected, tick);
-    run_batch(items, 2, threads, work, observe)
+    run_batch(items, Some(&order), 2, threads, work, observe)
 }
 
 #[cfg(test)]
@@ -473,5 +622,90 @@ mod tests {
             verify_batch(&[], 2, |_| ControlFlow::Continue(())),
             Some(vec![])
         );
+    }
+
+    #[test]
+    fn every_item_runs_once_in_any_order_of_hand_out() {
+        let items: Vec<usize> = (0..1000).collect();
+        let reversed: Vec<usize> = (0..1000).rev().collect();
+        for (order, threads) in [(None, 1), (None, 3), (Some(&reversed[..]), 4)] {
+            let mut last = None;
+            let out = run_batch(
+                &items,
+                order,
+                2,
+                threads,
+                |&i, tick| {
+                    tick(Tick::Bytes(i as u64));
+                    tick(Tick::FileDone);
+                    tick(Tick::FileDone);
+                    i * 2
+                },
+                |p| {
+                    last = Some(p);
+                    ControlFlow::Continue(())
+                },
+            )
+            .unwrap();
+            assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+            let last = last.unwrap();
+            assert_eq!((last.files_done, last.files_total), (2000, 2000));
+            assert_eq!(last.bytes_done, (0..1000).sum::<u64>());
+        }
+        let next = AtomicUsize::new(0);
+        let mut runs = Vec::new();
+        while let Some(run) = claim_run(&next, 1000, 2) {
+            runs.push(run);
+        }
+        assert_eq!(runs.first(), Some(&(0..62)));
+        assert_eq!(
+            runs.last().map(|r| r.len()),
+            Some(1),
+            "the last ones one by one"
+        );
+        assert_eq!(runs.iter().map(|r| r.len()).sum::<usize>(), 1000);
+    }
+
+    #[test]
+    fn a_large_file_is_judged_like_a_small_one() {
+        let root = tempfile::tempdir().unwrap();
+        let big = sealed_adapter(&root.path().join("big"));
+        let weights = big.dir.join(WEIGHTS_FILE);
+        fs::set_permissions(&weights, fs::Permissions::from_mode(0o644)).unwrap();
+        let data: Vec<u8> = (0..PIPELINE_FROM as usize + 3).map(|i| i as u8).collect();
+        fs::write(&weights, &data).unwrap();
+        fs::set_permissions(&weights, fs::Permissions::from_mode(SEALED_MODE)).unwrap();
+        let intact = Expected {
+            file_hash: hash_file(&weights).unwrap().sha256,
+            file_size: data.len() as u64,
+            ..big
+        };
+        let mut bytes = 0;
+        let report = verify_adapter(&intact, |t| {
+            if let Tick::Bytes(n) = t {
+                bytes += n
+            }
+        });
+        assert_eq!(report.verdict, Verdict::Ok, "{report:?}");
+        assert_eq!(bytes, data.len() as u64 + 2);
+        let wrong = Expected {
+            file_hash: "0".repeat(64),
+            ..intact
+        };
+        assert_eq!(verify_adapter(&wrong, |_| {}).verdict, Verdict::Mismatch);
+    }
+
+    #[test]
+    fn the_seal_reads_the_same_from_descriptors_as_from_paths() {
+        let root = tempfile::tempdir().unwrap();
+        let a = sealed_adapter(&root.path().join("a"));
+        let config = a.dir.join(CONFIG_FILE);
+        fs::remove_file(&config).unwrap();
+        std::os::unix::fs::symlink("/nonexistent", &config).unwrap();
+        let report = verify_adapter(&a, |_| {});
+        let from_paths: Vec<String> = seal_problems(&a.dir).into_iter().map(|p| p.1).collect();
+        assert!(from_paths[0].contains("adapter_config.json has mode 0777"));
+        assert_eq!(report.problems[1..], from_paths[..], "{report:?}");
+        assert_eq!(report.verdict, Verdict::Unreadable);
     }
 }
