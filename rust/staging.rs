@@ -20,6 +20,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use crate::error::{CoreError, CoreResult};
@@ -41,6 +42,9 @@ pub const RECORD_FILE: &str = ".record.json";
 
 /// Start write-back every this many bytes, so the final fsync has little left to do.
 const WRITEBACK_EVERY: u64 = 8 << 20;
+/// Buffers of `CHUNK` bytes in flight between the copying thread and the hashing one: enough
+/// that a stall of either (a write throttled by the disk) does not stop the other at once.
+const COPY_BUFFERS: usize = 8;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -138,9 +142,16 @@ impl Staging {
     /// directory: the header bytes first, then the rest of the stream, hashing all of it.
     /// `keep_going` is asked after each chunk; `false` stops the copy (`Interrupted`), and
     /// dropping the staging then removes what was written.
+    ///
+    /// Two threads share the work: a second thread reads each chunk of the source into a
+    /// buffer and writes that buffer to the staged file, while this one hashes the same buffer
+    /// (and alone calls `keep_going`, so a Python signal check stays on the caller's thread). A
+    /// buffer goes back to be refilled only after it is both written and hashed, so the bytes
+    /// hashed are the bytes written, whatever the source does meanwhile: each byte is read from
+    /// the source once, into memory that nothing else writes.
     pub fn write_weights(
         &self,
-        weights: OpenWeights<impl Read>,
+        weights: OpenWeights<impl Read + Send>,
         mut keep_going: impl FnMut() -> bool,
     ) -> CoreResult<(FileDigest, Header)> {
         let OpenWeights {
@@ -152,43 +163,77 @@ impl Staging {
         } = weights;
         let source = source.as_path();
         let path = self.dir.join(WEIGHTS_FILE);
-        let mut out = create_new(&path)?;
+        let out = create_new(&path)?;
+        let written =
+            |result: io::Result<()>| result.map_err(|e| CoreError::storage(&path, "writing", e));
         let mut hasher = StreamHasher::default();
-        let write = |out: &mut File, bytes: &[u8]| {
-            out.write_all(bytes)
-                .map_err(|e| CoreError::storage(&path, "writing", e))
-        };
         hasher.update(&head);
-        write(&mut out, &head)?;
+        written((&out).write_all(&head))?;
 
-        let mut buf = vec![0u8; CHUNK];
-        let mut flushed = 0u64;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(CoreError::source_io(source, e)),
-            };
-            if hasher.len() + n as u64 > size {
-                return Err(CoreError::invalid(
-                    source,
-                    "the source grew while it was read",
-                ));
-            }
-            hasher.update(&buf[..n]);
-            write(&mut out, &buf[..n])?;
-            crash_point(fault::COPYING);
-            if !keep_going() {
-                return Err(CoreError::Interrupted {
-                    path: source.to_path_buf(),
-                });
-            }
-            if hasher.len() - flushed >= WRITEBACK_EVERY {
-                start_writeback(&out, flushed, hasher.len() - flushed);
-                flushed = hasher.len();
-            }
+        let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(COPY_BUFFERS);
+        let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+        for _ in 0..COPY_BUFFERS {
+            let _ = free_tx.send(vec![0u8; CHUNK]);
         }
+        let (mut out_ref, reader_ref) = (&out, &mut reader);
+        let start = head.len() as u64;
+        let (stopped, moved) = std::thread::scope(|scope| {
+            let mover = scope.spawn(move || -> CoreResult<()> {
+                let (mut copied, mut flushed) = (start, 0u64);
+                for mut buf in free_rx {
+                    let n = loop {
+                        match reader_ref.read(&mut buf) {
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            other => break other.map_err(|e| CoreError::source_io(source, e))?,
+                        }
+                    };
+                    if n == 0 {
+                        break;
+                    }
+                    if copied + n as u64 > size {
+                        return Err(CoreError::invalid(
+                            source,
+                            "the source grew while it was read",
+                        ));
+                    }
+                    written(out_ref.write_all(&buf[..n]))?;
+                    copied += n as u64;
+                    crash_point(fault::COPYING);
+                    if copied - flushed >= WRITEBACK_EVERY {
+                        start_writeback(out_ref, flushed, copied - flushed);
+                        flushed = copied;
+                    }
+                    if full_tx.send((buf, n)).is_err() {
+                        break; // the hashing side stopped
+                    }
+                }
+                Ok(())
+            });
+            let mut stopped = false;
+            for (buf, n) in &full_rx {
+                hasher.update(&buf[..n]);
+                let _ = free_tx.send(buf);
+                if !keep_going() {
+                    stopped = true;
+                    break;
+                }
+            }
+            // Either side ending ends the other: the mover's next send or wait for a buffer
+            // fails once these are gone.
+            drop((full_rx, free_tx));
+            let moved = mover.join().unwrap_or_else(|_| {
+                Err(CoreError::Internal {
+                    what: "the copying thread panicked".to_string(),
+                })
+            });
+            (stopped, moved)
+        });
+        if stopped {
+            return Err(CoreError::Interrupted {
+                path: source.to_path_buf(),
+            });
+        }
+        moved?;
         if hasher.len() != size {
             return Err(CoreError::invalid(
                 source,
