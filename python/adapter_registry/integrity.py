@@ -13,17 +13,45 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from . import _core, storing, validation
-from .errors import AdapterRegistryError, IntegrityError, InvalidAdapterError
+from . import _core, queries, storing, validation
+from .errors import (
+    AdapterNotFoundError,
+    AdapterRegistryError,
+    IntegrityError,
+    InvalidAdapterError,
+)
 from .lora_config import LoraConfig, check_tensors, parse_config
 from .record import AdapterRecord
 from .records import Records, adapter_directory, read_small_file, record_from_file
 from .reports import RecoveryReport, VerifyReport
 
-__all__ = ["ProgressCallback", "recover", "verify_records"]
+__all__ = ["ProgressCallback", "recover", "verify_records", "verify_stored"]
 
 ProgressCallback = Callable[[int, int, int], object]
+
+
+def verify_stored(
+    records: Records,
+    root: Path,
+    ids: Sequence[str] | None = None,
+    threads: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> list[VerifyReport]:
+    """See ``AdapterRegistry.verify_all``: the adapters of ``ids`` (default: every one, oldest
+    first), read from the table as the few columns verification needs (``queries.VERIFY_*``),
+    never as records."""
+    if ids is None:
+        rows = records.db.fetch(queries.VERIFY_ALL)
+    else:
+        rows = []
+        for adapter_id in ids:
+            found = records.db.fetch(queries.VERIFY_ONE, id=adapter_id)
+            if not found:
+                raise AdapterNotFoundError(f"adapter {adapter_id} is not registered")
+            rows.append(found[0])
+    return _verify_rows(root, rows, threads, progress)
 
 
 def verify_records(
@@ -34,28 +62,45 @@ def verify_records(
 ) -> list[VerifyReport]:
     """Each record's files, found from the root and its id, against it, on a pool of threads,
     in the order given."""
-    expected = [
-        (adapter_directory(root, r.id), r.file_hash, r.file_size_bytes, r.config_hash, r.file_path)
+    rows = [
+        (r.id, r.file_hash, r.file_size_bytes, r.config_hash, r.file_path, r.pass_rate,
+         r.fitness_score, r.version, r.generation)
         for r in records
-    ]
-    verdicts = _core.verify_adapters(expected, validation.check_threads(threads), progress)
+    ]  # fmt: skip
+    return _verify_rows(root, rows, threads, progress)
+
+
+def _verify_rows(
+    root: Path,
+    rows: Sequence[Sequence[Any]],
+    threads: int | None,
+    progress: ProgressCallback | None,
+) -> list[VerifyReport]:
+    """Rows of ``queries.VERIFY_*``'s columns to reports: the files' verdicts are the core's
+    (every file opened once, hashed, its mode and inode from that descriptor), the row rules
+    are checked here, and a report is made per row, in order."""
+    verdicts = _core.verify_adapters(
+        [(adapter_directory(root, r[0]), r[1], r[2], r[3], r[4]) for r in rows],
+        validation.check_threads(threads),
+        progress,
+    )
     reports = []
-    for record, (status, problems) in zip(records, verdicts, strict=True):
-        broken = _row_problems(record)
+    for row, (status, problems) in zip(rows, verdicts, strict=True):
+        broken = _row_problems(*row[5:])
         if broken and status == "ok":  # the files' verdict is the core's; a bad row is a mismatch
             status = "mismatch"
-        reports.append(VerifyReport(record.id, status, (*problems, *broken)))
+        reports.append(VerifyReport(row[0], status, (*problems, *broken)))
     return reports
 
 
-def _row_problems(record: AdapterRecord) -> list[str]:
+def _row_problems(pass_rate: Any, fitness_score: Any, version: Any, generation: Any) -> list[str]:
     """The database's number rules (migration 0002), for rows written by hand before them."""
     problems = []
     for check in (
-        lambda: validation.check_pass_rate(record.pass_rate),
-        lambda: validation.check_fitness(record.fitness_score),
-        lambda: validation.check_count("version", record.version, 1),
-        lambda: validation.check_count("generation", record.generation or 0, 0),
+        lambda: validation.check_pass_rate(pass_rate),
+        lambda: validation.check_fitness(fitness_score),
+        lambda: validation.check_count("version", version, 1),
+        lambda: validation.check_count("generation", generation or 0, 0),
     ):
         try:
             check()

@@ -50,3 +50,13 @@ IDS = select(TABLE.c.id)
 CHILDREN = _ALL.where(
     TABLE.c.id.in_(select(EDGES.c.child_id).where(EDGES.c.parent_id == bindparam("parent_id")))
 ).order_by(*_ORDER)
+
+# Verification reads only what its verdict needs, as plain rows (no record is built): the
+# files' hashes and size, the row's path, and the numbers the row rules check.
+_VERIFY = select(
+    TABLE.c.id, TABLE.c.file_hash, TABLE.c.file_size_bytes, TABLE.c.config_hash,
+    TABLE.c.file_path, TABLE.c.pass_rate, TABLE.c.fitness_score, TABLE.c.version,
+    TABLE.c.generation,
+)  # fmt: skip
+VERIFY_ALL = _VERIFY.order_by(*_ORDER)
+VERIFY_ONE = _VERIFY.where(TABLE.c.id == bindparam("id"))
