@@ -33,6 +33,8 @@ MODULES = [
     "bench_query",
     "bench_query_mlflow",
     "bench_verify",
+    "bench_verify_small",
+    "bench_verify_one",
     "bench_store",
     "bench_small_store",
     "bench_swarm",
