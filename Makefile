@@ -35,9 +35,19 @@ lint: build
 	$(PY) -m mypy
 	$(PY) -m mypy.stubtest adapter_registry._core
 
+# The bench smoke run: each bench module's setup and correctness asserts once, at a tiny size,
+# untimed (benches/conftest.py). Left out: bench_query_mlflow, bench_search and
+# bench_small_store (MLflow is the bench group's, not installed here), bench_interrupt (its
+# answer depends on timing: the signal must land mid-copy), and bench_store and bench_verify
+# (being rewritten; to add once they take size()).
+SMOKE_BENCHES := bench_hash bench_import bench_cli_start bench_load bench_query bench_pg_query \
+	bench_swarm bench_pg_store
+
 test: lint
 	cargo test
 	$(PY) -m pytest
+	ADAPTER_REGISTRY_BENCH_SMOKE=1 $(PY) -m pytest -q --benchmark-disable \
+		$(SMOKE_BENCHES:%=benches/%.py)
 
 # Every comparison, contenders interleaved; prints the table, writes benches/results.json and
 # the README's table. (The same files also run under pytest-benchmark: pytest benches.)

@@ -14,7 +14,7 @@ import pytest
 
 from adapter_registry import _core
 
-from conftest import run_pedantic
+from conftest import run_pedantic, size
 
 GROUP = "sha256 of a cached 200 MiB file"
 ROUNDS = 5
@@ -36,7 +36,7 @@ CONTENDERS = [core_hash_file, hashlib_file_digest]
 @contextmanager
 def setup(workdir: Path) -> Iterator[tuple[Path]]:
     path = workdir / "weights.bin"
-    path.write_bytes(np.random.default_rng(0).bytes(200 * MIB))
+    path.write_bytes(np.random.default_rng(0).bytes(size(200, 2) * MIB))
     path.read_bytes()  # in the page cache
     yield (path,)
 

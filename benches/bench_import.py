@@ -20,11 +20,11 @@ from sqlalchemy import insert
 
 from adapter_registry import AdapterRecord, AdapterRegistry
 
-from conftest import record_rows, run_pedantic
+from conftest import record_rows, run_pedantic, size
 
 GROUP = "start-up: python -c 'import adapter_registry'"
 ROUNDS = 15
-LS_RECORDS, LS_TASKS, LS_LIMIT = 10_000, 50, 20
+LS_RECORDS, LS_TASKS, LS_LIMIT = size(10_000, 500), 50, 20
 
 
 def python(cwd: Path, *args: str) -> str:

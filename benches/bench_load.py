@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from adapter_registry import AdapterRegistry
 from adapter_registry._lora_files import qwen_7b_adapter
 
-from conftest import run_pedantic
+from conftest import run_pedantic, size
 
 GROUP = "load a cached 161 MB adapter"
 ROUNDS = 7
@@ -43,7 +43,7 @@ CONTENDERS = [verified_load_state_dict, hashlib_file_digest, unverified_load_fil
 
 @contextmanager
 def setup(workdir: Path) -> Iterator[tuple[AdapterRegistry, str, str]]:
-    weights, config = qwen_7b_adapter(r=64)
+    weights, config = qwen_7b_adapter(r=size(64, 2))
     source = workdir / "adapter.safetensors"
     source.write_bytes(weights)
     registry = AdapterRegistry(root=workdir / "adapters", db_url=f"sqlite:///{workdir / 'r.db'}")

@@ -15,7 +15,7 @@ from sqlalchemy import insert
 
 from adapter_registry import AdapterRecord, AdapterRegistry
 
-from conftest import record_rows, run_pedantic
+from conftest import record_rows, run_pedantic, size
 
 sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
 from postgres import PostgresServer
@@ -23,7 +23,7 @@ from postgres import PostgresServer
 GROUP = "query_best_for_task, 100k records: PostgreSQL beside SQLite (per call)"
 ROUNDS = 15
 CALLS = 200
-RECORDS, TASKS = 100_000, 50
+RECORDS, TASKS = size(100_000, 2_000), 50
 
 
 @contextmanager

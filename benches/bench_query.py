@@ -18,12 +18,12 @@ from sqlmodel import Session, col, select
 
 from adapter_registry import AdapterRecord, AdapterRegistry
 
-from conftest import record_rows, run_pedantic
+from conftest import record_rows, run_pedantic, size
 
 GROUP = "query_best_for_task, 100k records (per call)"
 ROUNDS = 15
 CALLS = 200
-RECORDS, TASKS = 100_000, 50
+RECORDS, TASKS = size(100_000, 2_000), 50
 BEST_SQL = (
     "SELECT * FROM adapter_records WHERE task_type = ? AND is_archived = 0 "
     "AND fitness_score IS NOT NULL ORDER BY fitness_score DESC, created_at, id LIMIT 1"

@@ -21,11 +21,11 @@ import pytest
 
 from adapter_registry import AdapterRegistry
 
-from conftest import lora_dir, run_pedantic
+from conftest import lora_dir, run_pedantic, size
 
 GROUP = "store 80 1 MiB adapters, 8 processes at once (one root, one db)"
 ROUNDS = 5
-TOTAL, PROCESSES = 80, 8
+TOTAL, PROCESSES = size(80, 16), 8
 SOURCES = 8  # distinct adapter directories the workers take turns storing
 
 

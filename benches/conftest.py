@@ -1,11 +1,17 @@
 """Each bench_*.py module describes one comparison for both pytest-benchmark and run.py:
 GROUP, CONTENDERS (ours first, then the baselines), ROUNDS, CALLS (per round, for
 sub-millisecond operations) and a setup(workdir) context manager yielding the contenders'
-arguments."""
+arguments.
+
+ADAPTER_REGISTRY_BENCH_SMOKE=1 (`make test` sets it) is the smoke run: each module's sizes
+shrink to what `size()` gives for it, and each contender runs once, untimed
+(--benchmark-disable), so that setup and every correctness assert run in CI without the
+cost of a measurement."""
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import uuid
 from collections.abc import Iterator
@@ -18,6 +24,19 @@ import pytest
 from adapter_registry._lora_files import one_pair
 
 MIB = 1 << 20
+SMOKE = os.environ.get("ADAPTER_REGISTRY_BENCH_SMOKE") == "1"
+
+
+def size(full: int, smoke: int) -> int:
+    """A bench's size: `full` when measuring, `smoke` in the smoke run."""
+    return smoke if SMOKE else full
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if SMOKE:  # one untimed call per contender: what is checked is the answer, not the time
+        config.option.benchmark_disable = True
+
+
 LORA_CONFIG = {
     "peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj"],
     "base_model_name_or_path": "m", "task_type": "CAUSAL_LM",

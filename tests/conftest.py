@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,23 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 #: unless its module narrows them with a BACKENDS list of its own.
 BACKENDS = ["sqlite", "postgresql"]
 _databases = itertools.count()
+
+
+#: ADAPTER_REGISTRY_STRESS_SCALE=N runs the stress and property tests N times over.
+STRESS_SCALE = int(os.environ.get("ADAPTER_REGISTRY_STRESS_SCALE", "1"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under a stress scale, every test's time limit (pyproject's `timeout`, or its own
+    marker's) grows by the same factor: the limit is for hangs, not for the scale asked."""
+    if STRESS_SCALE <= 1:
+        return
+    default = float(config.getini("timeout") or 0)
+    for item in items:
+        own = item.get_closest_marker("timeout")
+        seconds = float(own.args[0]) if own is not None and own.args else default
+        if seconds:
+            item.add_marker(pytest.mark.timeout(seconds * STRESS_SCALE), append=False)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -120,3 +139,29 @@ def assert_nothing_written(registry: AdapterRegistry, before_rows: int, before: 
     assert rows(registry) == before_rows
     after = [e for e in entries(registry) if e != ".staging"]
     assert after == [e for e in before if e != ".staging"]
+
+
+@contextmanager
+def at_core_call(
+    qualname: str | tuple[str, ...], action: Callable[[], None], event: str = "c_call"
+) -> Iterator[list[str]]:
+    """Run `action` in this thread when a call into the core named `qualname` (such as
+    "OpenedWeights.stage" or "read_verified", or any of several) starts ("c_call") or returns
+    ("c_return"): a controlled point inside the library, observed with sys.setprofile and
+    nothing replaced. Yields the names of the calls the action ran at, as they come (a test
+    asserts that it did run)."""
+    names = (qualname,) if isinstance(qualname, str) else qualname
+    ran: list[str] = []
+
+    def profile(_frame: Any, what: str, arg: Any) -> None:
+        name = getattr(arg, "__qualname__", None)
+        if what == event and name in names:
+            ran.append(name)
+            action()  # the profiler is off while its own callback runs: no recursion
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        yield ran
+    finally:
+        sys.setprofile(previous)

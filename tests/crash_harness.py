@@ -1,7 +1,7 @@
 """Crash injection: kill storing processes with SIGKILL across the whole store pipeline, recover,
 and check that nothing was lost, torn or changed.
 
-    python tests/crash_harness.py HOME [--trials N] [--seed S]
+    python tests/crash_harness.py HOME [--trials N] [--seed S] [--db-url URL]
 
 Prints one JSON object: trials, how the children ended, what recover() did, and the violations
 found (there must be none). tests/test_crash.py runs it; run it by hand for longer runs.
@@ -10,6 +10,8 @@ Each trial forks a child that stores one adapter. Half the trials kill the child
 step (ADAPTER_REGISTRY_CRASH_AT, taken in turn from _core.CRASH_STEPS); the other half send
 SIGKILL from here after a random delay, which lands anywhere: in the copy, an fsync, the SQLite
 commit, or after the store finished. Then, in this process: recover(), and the invariants.
+The registry's database is SQLite in HOME unless --db-url names another (an empty PostgreSQL
+database: tests/test_crash.py runs the harness on both backends).
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ FULL_CHECK_EVERY = 25
 
 
 class Trials:
-    def __init__(self, home: Path, seed: int) -> None:
+    def __init__(self, home: Path, seed: int, db_url: str | None = None) -> None:
         self.home = home
+        self.db_url = db_url or f"sqlite:///{home}/r.db"
         self.rng = random.Random(seed)
         self.sources = [lora_of_size(size, seed=i) for i, size in enumerate(SIZES)]
         self.stored: dict[str, tuple[str, str]] = {}  # id -> (weights sha256, config sha256)
@@ -49,7 +52,7 @@ class Trials:
         self.counts: Counter[str] = Counter()
 
     def open(self) -> AdapterRegistry:
-        return AdapterRegistry(root=self.home / "adapters", db_url=f"sqlite:///{self.home}/r.db")
+        return AdapterRegistry(root=self.home / "adapters", db_url=self.db_url)
 
     def store_kwargs(self, adapter_id: str, source: int) -> dict[str, Any]:
         weights, config = self.sources[source]
@@ -159,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("home", type=Path)
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--db-url", default=None, help="default: SQLite in HOME")
     opts = parser.parse_args(argv)
-    trials = Trials(opts.home, opts.seed)
+    trials = Trials(opts.home, opts.seed, opts.db_url)
     started = time.perf_counter()
     for n in range(opts.trials):
         trials.trial(n)

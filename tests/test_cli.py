@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -387,6 +388,9 @@ def test_verify_draws_a_progress_bar_over_bytes_on_a_terminal(
     os.close(terminal)
     screen = b""
     while True:
+        # a limit for a hang (a bar that never ends), not a timed assert
+        readable, _, _ = select.select([controller], [], [], 120)
+        assert readable, f"no output for 2 minutes; so far: {screen[-500:]!r}"
         try:
             chunk = os.read(controller, 65536)
         except OSError:  # the terminal closed with the process

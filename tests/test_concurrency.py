@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from adapter_registry import AdapterAlreadyExistsError, AdapterRegistry
+from adapter_registry._lora_files import lora_bytes, lora_config
 
 from conftest import rows
 from workers import open_registry, race, store_many
@@ -67,22 +71,56 @@ def test_a_same_id_race_between_processes_has_exactly_one_winner(
     check_consistent(tmp_path, 3)
 
 
-def test_threads_sharing_one_registry(tmp_path: Path) -> None:
-    registry = open_registry(str(tmp_path))
-    adapter_id = str(uuid.uuid4())
+def test_one_registry_shared_by_eight_threads_at_once(registry: AdapterRegistry) -> None:
+    """One AdapterRegistry, 8 threads inside it at the same time (a barrier they must all
+    reach together: threads run one after another would break it, not pass): a same-id race,
+    then stores, queries and fitness updates interleaved."""
+    barrier = threading.Barrier(WRITERS, timeout=120)
+    raced_id = str(uuid.uuid4())
+
+    def worker(w: int) -> tuple[str, list[str]]:
+        barrier.wait()
+        try:
+            registry.store(
+                lora_bytes(seed=10_000 + w), config=lora_config(), adapter_id=raced_id,
+                task_type="bug-fix", source="manual", session_id=f"racer-{w}",
+            )  # fmt: skip
+            outcome = "won"
+        except AdapterAlreadyExistsError:
+            outcome = "exists"
+        barrier.wait()
+        ids: list[str] = []
+        for i in range(4):
+            parents = [ids[-1]] if ids and i % 2 else []
+            record = registry.store(
+                lora_bytes(seed=w * 100 + i), config=lora_config(), task_type=f"task-{w % 2}",
+                source="evolution" if parents else "manual", session_id=f"w{w}",
+                agent_id=f"agent-{w}", parent_ids=parents,
+            )  # fmt: skip
+            ids.append(record.id)
+            assert registry.retrieve_by_id(record.id) == record
+            assert record.id in {r.id for r in registry.query_by_task_type(f"task-{w % 2}")}
+            assert registry.lineage(record.id) == [registry.retrieve_by_id(p) for p in parents]
+            updated = registry.update_fitness(record.id, fitness_score=w + i / 10, pass_rate=0.5)
+            assert updated.fitness_score == w + i / 10
+            registry.query_best_for_task(f"task-{w % 2}")
+        barrier.wait()
+        return outcome, ids
+
     with ThreadPoolExecutor(WRITERS) as pool:
-        outcomes = list(
-            pool.map(
-                lambda seed: race(str(tmp_path), adapter_id, seed, _NoBarrier(), {}), range(WRITERS)
-            )
-        )
-        stored = list(pool.map(lambda w: store_many(str(tmp_path), w, 4), range(WRITERS)))
-    assert sum(o.startswith("won:") for o in outcomes) == 1
-    assert sum(len(s) for s in stored) == WRITERS * 4
-    registry.close()
-    check_consistent(tmp_path, WRITERS * 4 + 1)
-
-
-class _NoBarrier:
-    def wait(self) -> None:
-        pass
+        results = list(pool.map(worker, range(WRITERS)))
+    assert sorted(outcome for outcome, _ in results) == ["exists"] * (WRITERS - 1) + ["won"]
+    stored = [i for _, ids in results for i in ids]
+    assert len(set(stored)) == len(stored) == WRITERS * 4
+    records = registry.list_all()
+    assert sorted(r.id for r in records) == sorted([*stored, raced_id])
+    assert rows(registry) == WRITERS * 4 + 1
+    by_id = {r.id: r for r in records}
+    for w, (_, ids) in enumerate(results):
+        assert [by_id[i].fitness_score for i in ids] == [w + i / 10 for i in range(4)]
+    best = registry.query_best_for_task("task-1")
+    assert best is not None and best.fitness_score == WRITERS - 1 + 0.3
+    dirs = [e for e in os.listdir(registry.root) if not e.startswith(".")]
+    assert sorted(dirs) == sorted(by_id)
+    assert all(report.ok for report in registry.verify_all())
+    assert os.listdir(registry.root / ".staging") == []

@@ -32,28 +32,36 @@ def tree(path: Path) -> list[str]:
     return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
 
 
+NOT_AN_ID = r"adapter id .* is not a canonical UUID v4"
+NOT_KEBAB = r"task_type .* is not kebab-case"
+
+
 @pytest.mark.parametrize(
-    "field, value",
+    "field, value, problem",
     [
-        ("adapter_id", "../escaped"),
-        ("adapter_id", "/tmp/escaped"),
-        ("adapter_id", "a\0b"),
-        ("adapter_id", "x" * 5000),
-        ("adapter_id", str(uuid.uuid4()).upper()),
-        ("task_type", "../../escaped"),
-        ("task_type", "/etc/passwd"),
-        ("task_type", "bug\0fix"),
-        ("task_type", "t" * 5000),
-        ("session_id", "line\nbreak"),
+        ("adapter_id", "../escaped", NOT_AN_ID),
+        ("adapter_id", "/tmp/escaped", NOT_AN_ID),
+        ("adapter_id", "a\0b", NOT_AN_ID),
+        ("adapter_id", "x" * 5000, NOT_AN_ID),
+        ("adapter_id", str(uuid.uuid4()).upper(), NOT_AN_ID),
+        ("task_type", "../../escaped", NOT_KEBAB),
+        ("task_type", "/etc/passwd", NOT_KEBAB),
+        ("task_type", "bug\0fix", NOT_KEBAB),
+        ("task_type", "t" * 5000, NOT_KEBAB),
+        ("session_id", "line\nbreak", r"session_id .* single-line .*U\+000A"),
     ],
 )
 def test_names_that_try_to_leave_the_root(
-    registry: AdapterRegistry, tmp_path: Path, field: str, value: str
+    registry: AdapterRegistry, tmp_path: Path, field: str, value: str, problem: str
 ) -> None:
     outside = tree(tmp_path)
-    with pytest.raises(InvalidAdapterError, match="adapter"):
+    before_rows, before = rows(registry), entries(registry)
+    # the message names the adapter (the id given, else the one drawn) and the problem
+    with pytest.raises(InvalidAdapterError, match=r"^adapter \S+: " + problem) as caught:
         registry.store(lora_bytes(), config=lora_config(), **{**ARGS, field: value})
-    assert rows(registry) == 0
+    if field == "adapter_id":
+        assert str(caught.value).startswith(f"adapter {value}: ")
+    assert_nothing_written(registry, before_rows, before)
     assert [e for e in tree(tmp_path) if not e.startswith("home")] == [
         e for e in outside if not e.startswith("home")
     ]
@@ -89,6 +97,9 @@ def fifo(tmp_path: Path) -> Iterator[Path]:
     yield path
 
 
+# A FIFO opened without O_NONBLOCK would block in the core, where no signal gets through (the
+# open is retried on EINTR): the thread method ends the run with every stack, instead of a hang.
+@pytest.mark.timeout(120, method="thread")
 @pytest.mark.parametrize("kind", ["fifo", "directory", "device", "symlink loop", "missing"])
 def test_sources_that_are_not_regular_files(
     registry: AdapterRegistry, tmp_path: Path, fifo: Path, kind: str
@@ -110,12 +121,52 @@ def test_sources_that_are_not_regular_files(
     assert_nothing_written(registry, before_rows, before)
 
 
-@pytest.mark.parametrize("length", [1 << 63, (1 << 64) - 1, 100_000_001])
+#: The safetensors reference reader's own limit on a header, and ours.
+MAX_HEADER_LEN = 100_000_000
+
+
+@pytest.mark.parametrize("length", [1 << 63, (1 << 64) - 1, MAX_HEADER_LEN + 1])
 def test_absurd_header_lengths(registry: AdapterRegistry, length: int) -> None:
     data = struct.pack("<Q", length) + lora_bytes()[8:]
-    with pytest.raises(InvalidAdapterError, match="header length"):
+    before_rows, before = rows(registry), entries(registry)
+    # the limit's own message: "runs past the end of the file" would be true of each as well
+    with pytest.raises(
+        InvalidAdapterError, match=f"header length {length} exceeds the {MAX_HEADER_LEN}-byte"
+    ):
         registry.store(data, config=lora_config(), **ARGS)
-    assert rows(registry) == 0
+    assert_nothing_written(registry, before_rows, before)
+
+
+def padded_header(length: int) -> bytes:
+    """A LoRA file whose header is `length` bytes: its JSON padded with spaces, as the format
+    allows, so that only the length decides whether it is read."""
+    data = lora_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = data[8 : 8 + n].rstrip(b" ")
+    return struct.pack("<Q", length) + header + b" " * (length - len(header)) + data[8 + n :]
+
+
+def test_a_header_at_the_limit_is_read_and_one_byte_over_is_refused(tmp_path: Path) -> None:
+    """The limit itself, whole files: nothing runs past the end, so only the limit can refuse."""
+    registry = AdapterRegistry(root=tmp_path / "adapters", db_url=f"sqlite:///{tmp_path}/r.db")
+    try:
+        over = tmp_path / "over.safetensors"
+        over.write_bytes(padded_header(MAX_HEADER_LEN + 1))
+        before_rows, before = rows(registry), entries(registry)
+        with pytest.raises(
+            InvalidAdapterError,
+            match=f"header length {MAX_HEADER_LEN + 1} exceeds the {MAX_HEADER_LEN}-byte limit",
+        ):
+            registry.store(over, config=lora_config(), **ARGS)
+        assert_nothing_written(registry, before_rows, before)
+        over.unlink()
+        at = tmp_path / "at.safetensors"
+        at.write_bytes(padded_header(MAX_HEADER_LEN))
+        record = registry.store(at, config=lora_config(), **ARGS)
+        assert record.file_size_bytes == at.stat().st_size > MAX_HEADER_LEN
+        assert registry.verify(record.id).ok
+    finally:
+        registry.close()
 
 
 def test_a_root_that_is_not_writable(tmp_path: Path) -> None:

@@ -66,10 +66,13 @@ def test_a_server_lost_mid_store_is_rolled_forward_by_recover(
     storing = threading.Thread(target=store)
     storing.start()
     staging = registry.root / ".staging"
+    deadline = time.monotonic() + 120  # a limit for a hang, not a timed assert
     while not (staging.exists() and os.listdir(staging)):  # the copy has begun
+        assert storing.is_alive() and time.monotonic() < deadline, f"no copy began: {outcome}"
         time.sleep(0.001)
     server.stop(mode="immediate")  # the server goes away while the bytes are still copied
-    storing.join()
+    storing.join(timeout=300)
+    assert not storing.is_alive(), "the store never returned once the server was gone"
     (err,) = outcome
     assert isinstance(err, AdapterStorageError), err
     assert "was published" in str(err) and "recover() registers it" in str(err)

@@ -65,8 +65,12 @@ def test_best_for_task_ranks_by_fitness_among_live_evaluated_adapters(
     best = registry.query_best_for_task("bug-fix")
     assert best is not None and best.id == high.id
     assert best.fitness_score == 0.7 and best.pass_rate == 0.5
-    assert unevaluated.id != best.id
     assert registry.query_best_for_task("refactor") is None
+    # the unevaluated one is never ranked, not even once it is the only live adapter left
+    registry.archive(low.id)
+    registry.archive(high.id)
+    assert [r.id for r in registry.query_by_task_type("bug-fix")] == [unevaluated.id]
+    assert registry.query_best_for_task("bug-fix") is None
 
 
 def test_best_for_task_ties_go_to_the_first_stored(

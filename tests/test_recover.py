@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import signal
-import subprocess
-import sys
-import textwrap
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,32 +24,12 @@ from adapter_registry import (
 from adapter_registry._lora_files import lora_bytes, lora_config
 
 from conftest import rows
-from workers import open_registry, recover_until, store_many
-
-STORE_AND_CRASH = textwrap.dedent(
-    """
-    import sys
-    sys.path.insert(0, sys.argv[3])
-    from adapter_registry._lora_files import lora_bytes, lora_config
-    from adapter_registry import AdapterRegistry
-    home, adapter_id = sys.argv[1], sys.argv[2]
-    reg = AdapterRegistry(root=f"{home}/adapters", db_url=f"sqlite:///{home}/registry.db")
-    reg.store(lora_bytes(seed=7), config=lora_config(), task_type="bug-fix", source="manual",
-              session_id="crashing", adapter_id=adapter_id, training_task_hash="t")
-    print("not killed")
-    """
-)
+from workers import open_registry, recover_until, store_in_child, store_many
 
 
-def crash_store(home: Path, adapter_id: str, step: str) -> None:
-    env = {**os.environ, "ADAPTER_REGISTRY_CRASH_AT": step}
-    done = subprocess.run(
-        [sys.executable, "-c", STORE_AND_CRASH, str(home), adapter_id, str(Path(__file__).parent)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def crash_store(registry: AdapterRegistry, adapter_id: str, step: str) -> None:
+    """A store of `adapter_id` killed at `step`, on this registry's own backend."""
+    done = store_in_child(registry.root, registry.db_url, adapter_id, step)
     assert done.returncode == -signal.SIGKILL, done.stdout + done.stderr
 
 
@@ -67,11 +45,9 @@ def staging(registry: AdapterRegistry) -> list[str]:
     return os.listdir(registry.root / ".staging")
 
 
-def test_a_publish_whose_insert_never_happened_is_rolled_forward(
-    registry: AdapterRegistry, home: Path
-) -> None:
+def test_a_publish_whose_insert_never_happened_is_rolled_forward(registry: AdapterRegistry) -> None:
     adapter_id = str(uuid.uuid4())
-    crash_store(home, adapter_id, "published")
+    crash_store(registry, adapter_id, "published")
     assert (registry.root / adapter_id / "adapter.safetensors").exists()
     assert rows(registry) == 0
     report = registry.recover()
@@ -86,13 +62,11 @@ def test_a_publish_whose_insert_never_happened_is_rolled_forward(
     assert registry.recover().rolled_forward == []
 
 
-def test_recover_reads_the_record_of_an_earlier_or_later_release(
-    registry: AdapterRegistry, home: Path
-) -> None:
+def test_recover_reads_the_record_of_an_earlier_or_later_release(registry: AdapterRegistry) -> None:
     """A record written before a column existed takes the column's default; a key a later
     release added is ignored; a record without a column that has no default is refused."""
     adapter_id = str(uuid.uuid4())
-    crash_store(home, adapter_id, "published")
+    crash_store(registry, adapter_id, "published")
     record_file = registry.root / adapter_id / _core.RECORD_FILE
     written = json.loads(record_file.read_bytes())
     older = {k: v for k, v in written.items() if k not in ("agent_id", "generation")}
@@ -109,10 +83,10 @@ def test_recover_reads_the_record_of_an_earlier_or_later_release(
 
 
 def test_a_crash_after_staging_leaves_nothing_visible_and_is_swept(
-    registry: AdapterRegistry, home: Path
+    registry: AdapterRegistry,
 ) -> None:
     adapter_id = str(uuid.uuid4())
-    crash_store(home, adapter_id, "staged")
+    crash_store(registry, adapter_id, "staged")
     assert len(staging(registry)) == 1 and staging(registry)[0].startswith(adapter_id)
     assert not (registry.root / adapter_id).exists() and rows(registry) == 0
     report = registry.recover()
@@ -132,10 +106,10 @@ def test_recover_leaves_a_live_store_alone(registry: AdapterRegistry) -> None:
 
 
 def test_a_tampered_unregistered_directory_is_reported_not_registered(
-    registry: AdapterRegistry, home: Path
+    registry: AdapterRegistry,
 ) -> None:
     adapter_id = str(uuid.uuid4())
-    crash_store(home, adapter_id, "published")
+    crash_store(registry, adapter_id, "published")
     weights = registry.root / adapter_id / "adapter.safetensors"
     weights.chmod(0o644)
     data = bytearray(weights.read_bytes())
@@ -175,10 +149,10 @@ def test_recover_clears_empty_claims_and_reports_strangers_and_missing_files(
     "change", [{"pass_rate": 5.0}, {"task_type": "Not Kebab"}, {"file_size_bytes": "many"}]
 )
 def test_a_record_file_with_bad_fields_is_reported_not_registered(
-    registry: AdapterRegistry, home: Path, change: dict[str, Any]
+    registry: AdapterRegistry, change: dict[str, Any]
 ) -> None:
     adapter_id = str(uuid.uuid4())
-    crash_store(home, adapter_id, "published")
+    crash_store(registry, adapter_id, "published")
     record_file = registry.root / adapter_id / ".record.json"
     record_file.chmod(0o644)
     record_file.write_text(json.dumps({**json.loads(record_file.read_bytes()), **change}))
@@ -216,3 +190,30 @@ def test_a_symlinked_staging_directory_is_refused_not_followed(
     with pytest.raises(AdapterStorageError, match=r"\.staging"):
         store_one()
     assert os.listdir(victim) == ["important"] and rows(registry) == 0
+
+
+def test_a_copy_of_an_adapter_under_another_id_is_reported_not_registered(
+    store_one: Any, registry: AdapterRegistry
+) -> None:
+    """Its .record.json describes the original: registering it would give a second id the
+    first one's row, and ignoring it would leave an adapter nobody can verify."""
+    original = store_one(seed=1)
+    copy_id = str(uuid.uuid4())
+    shutil.copytree(registry.root / original.id, registry.root / copy_id)
+    report = registry.recover()
+    assert report.unregistered == [
+        (copy_id, f"{_core.RECORD_FILE} describes another adapter ({original.id})")
+    ]
+    assert not report.clean and report.rolled_forward == [] and report.missing == []
+    assert [r.id for r in registry.list_all()] == [original.id]
+    assert sorted(os.listdir(registry.root / copy_id)) == sorted(
+        os.listdir(registry.root / original.id)
+    ), "recover never changes or removes a directory it cannot register"
+    # the record names the right id but another directory's path: refused the same way
+    moved = json.loads((registry.root / copy_id / _core.RECORD_FILE).read_bytes())
+    record_file = registry.root / copy_id / _core.RECORD_FILE
+    record_file.chmod(0o644)
+    record_file.write_text(json.dumps({**moved, "id": copy_id}))
+    [(name, why)] = registry.recover().unregistered
+    assert name == copy_id and why == f"{_core.RECORD_FILE} describes another adapter ({copy_id})"
+    assert rows(registry) == 1

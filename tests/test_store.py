@@ -143,7 +143,7 @@ def test_the_same_id_twice_is_refused_and_the_first_kept(
         store_one(seed=2, adapter_id=first.id)
     assert (registry.root / first.id / "adapter.safetensors").read_bytes() == before
     assert registry.retrieve_by_id(first.id) == first
-    assert rows(registry) == 1
+    assert rows(registry) == 1 and os.listdir(registry.root / ".staging") == []
 
 
 def test_an_existing_directory_without_a_row_is_refused(
@@ -152,10 +152,11 @@ def test_an_existing_directory_without_a_row_is_refused(
     taken = "0f0e0d0c-0b0a-4908-8706-050403020100"
     (registry.root / taken).mkdir()
     (registry.root / taken / "keep").write_bytes(b"mine")
+    before_rows, before = rows(registry), entries(registry)
     with pytest.raises(AdapterAlreadyExistsError, match=taken):
         store_one(adapter_id=taken)
     assert os.listdir(registry.root / taken) == ["keep"]
-    assert rows(registry) == 0
+    assert_nothing_written(registry, before_rows, before)  # no row, directory or staging
 
 
 def _malformed_safetensors() -> dict[str, bytes]:
@@ -339,9 +340,10 @@ def test_a_directory_with_two_different_weight_files_is_refused(
 ) -> None:
     src = peft_dir(tmp_path / "src")
     (src / "adapter.safetensors").write_bytes(lora_bytes(seed=5))
+    before_rows, before = rows(registry), entries(registry)
     with pytest.raises(InvalidAdapterError, match=r"both .* differ"):
         registry.store(src, task_type="bug-fix", source="manual", session_id="s")
-    assert rows(registry) == 0
+    assert_nothing_written(registry, before_rows, before)  # no row, directory or staging
 
 
 def test_a_published_directory_can_be_stored_again_under_a_new_id(

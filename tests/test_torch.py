@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import safetensors.torch
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -24,6 +25,8 @@ from adapter_registry import (
     InvalidAdapterError,
     MissingDependencyError,
 )
+
+from conftest import at_core_call
 
 BASE = "tiny/qwen2-2layer"
 TOKENS = torch.tensor([[1, 5, 9, 42, 7, 3, 99, 12]])
@@ -121,12 +124,34 @@ def _remove_directory(path: Path, _other: Path) -> None:
     shutil.rmtree(path.parent)
 
 
+def _break_peft_link(path: Path, _other: Path) -> None:
+    """PEFT's file made a copy of the same bytes: the bytes hold, the link that says they are
+    the verified file does not."""
+    peft = path.with_name("adapter_model.safetensors")
+    data = peft.read_bytes()
+    peft.unlink()
+    peft.write_bytes(data)
+    peft.chmod(0o444)
+
+
+def _config_writable(path: Path, _other: Path) -> None:
+    path.with_name("adapter_config.json").chmod(0o644)  # its bytes intact
+
+
+def _remove_weights(path: Path, _other: Path) -> None:
+    path.unlink()  # adapter_model.safetensors, the same bytes, stays
+
+
 DAMAGE = {
     "flip": (_flip, "does not match|sha256"),
     "truncate": (_truncate, "size|bytes"),
     "swap": (_swap, "sha256"),
     "mode": (_mode, "mode 0664"),
     "directory removed": (_remove_directory, "cannot be (trusted|read)"),
+    "PEFT link broken": (_break_peft_link, "adapter_model.safetensors is not the same file"),
+    "config made writable": (_config_writable, "adapter_config.json has mode 0644"),
+    # (the message names the PEFT file today; see the note to issue 14: the weights are gone)
+    "weights alone removed": (_remove_weights, r"adapter(_model)?\.safetensors is missing"),
 }
 
 
@@ -249,6 +274,39 @@ def test_loaded_tensors_do_not_change_when_the_file_does(
         f.write(bytes(range(256)) * 16)
     for name, tensor in tensors.items():
         assert torch.equal(tensor, before[name]), name
+
+
+@pytest.mark.parametrize("load", ["load_state_dict", "load_peft"])
+def test_a_write_during_the_load_never_reaches_a_tensor(
+    registry: AdapterRegistry, stored: tuple[str, torch.Tensor], load: str
+) -> None:
+    """The file is overwritten at the first moment after the core has read and hashed it,
+    before any tensor exists: the tensors are still the verified bytes (a load that read the
+    file again, or mapped it, would hand out the new ones), and the next load refuses."""
+    adapter_id, expected = stored
+    weights = Path(registry.retrieve_by_id(adapter_id).file_path)
+    original = weights.read_bytes()
+    verified = safetensors.torch.load(original)
+
+    def overwrite() -> None:
+        weights.chmod(0o644)  # as root, or the owner, could
+        with open(weights, "r+b") as f:  # in place: the same inode, the PEFT link holds
+            f.seek(len(original) // 2)  # tensor data, not the header
+            f.write(bytes(range(256)) * 16)
+        weights.chmod(0o444)
+
+    with at_core_call("read_verified", overwrite, event="c_return") as ran:
+        if load == "load_state_dict":
+            tensors = registry.load_state_dict(adapter_id)
+            assert sorted(tensors) == sorted(verified)
+            for name, tensor in tensors.items():
+                assert torch.equal(tensor, verified[name]), name
+        else:
+            model = registry.load_peft(base_model(), adapter_id)
+            assert torch.equal(logits(model), expected)
+    assert ran == ["read_verified"] and weights.read_bytes() != original  # it landed mid-load
+    with pytest.raises(IntegrityError, match=f"adapter {adapter_id}: .*sha256"):
+        registry.load_state_dict(adapter_id)
 
 
 def test_a_refused_adapter_leaves_the_callers_model_as_it_was(

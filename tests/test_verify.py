@@ -105,12 +105,23 @@ def test_each_kind_of_damage_is_reported(
 def test_a_replaced_file_of_the_right_size_is_caught(
     store_one: Any, registry: AdapterRegistry
 ) -> None:
+    """Other bytes of the same size written into the same file, its mode put back: the PEFT
+    link, the size and the seal all hold, so only the hash can tell."""
     a, b = store_one(seed=1), store_one(seed=2)
     assert a.file_size_bytes == b.file_size_bytes
-    target = writable(Path(a.file_path))
-    target.unlink()
-    shutil.copyfile(b.file_path, target)
-    assert registry.verify(a.id).status == "mismatch"
+    target = Path(a.file_path)
+    before = target.stat()
+    writable(target).write_bytes(Path(b.file_path).read_bytes())  # same inode, same links
+    target.chmod(0o444)
+    after = target.stat()
+    assert (after.st_ino, after.st_nlink, after.st_mode, after.st_size) == (
+        before.st_ino, before.st_nlink, before.st_mode, before.st_size,
+    )  # fmt: skip
+    assert target.with_name("adapter_model.safetensors").stat().st_ino == after.st_ino
+    report = registry.verify(a.id)
+    assert report.status == "mismatch"
+    [problem] = report.problems  # the hash, and nothing else, tells
+    assert "adapter.safetensors does not match its record" in problem
     assert registry.verify(b.id).ok
 
 

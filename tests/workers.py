@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
-from adapter_registry import AdapterAlreadyExistsError, AdapterRegistry
+from adapter_registry import AdapterAlreadyExistsError, AdapterRegistry, _core
 from adapter_registry._lora_files import lora_bytes, lora_config
 
 
@@ -66,3 +69,29 @@ def recover_until(home: str, stop: Any) -> int:
         calls += 1
     registry.close()
     return calls
+
+
+STORE_IN_CHILD = """
+import sys
+from adapter_registry import AdapterRegistry
+from adapter_registry._lora_files import lora_bytes, lora_config
+root, db_url, adapter_id, seed = sys.argv[1:5]
+reg = AdapterRegistry(root=root, db_url=db_url)
+reg.store(lora_bytes(seed=int(seed)), config=lora_config(), task_type="bug-fix",
+          source="manual", session_id="crashing", adapter_id=adapter_id, training_task_hash="t")
+print("not killed")
+"""
+
+
+def store_in_child(
+    root: Path, db_url: str, adapter_id: str, step: str, seed: int = 7
+) -> subprocess.CompletedProcess[str]:
+    """Store one adapter in a fresh interpreter whose store is killed (SIGKILL) at crash point
+    `step`, on the registry at `root` and `db_url`, whichever the backend."""
+    return subprocess.run(
+        [sys.executable, "-c", STORE_IN_CHILD, str(root), db_url, adapter_id, str(seed)],
+        env={**os.environ, _core.CRASH_AT_ENV: step},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
@@ -117,11 +118,17 @@ def store(
             root, adapter_id, weights_source, config_bytes, lora, fields
         )
         try:
-            _core.crash_point("published")
-            registered = _register(records, root, record)
-        except KeyboardInterrupt as err:
-            interrupt = interrupt or err
-            registered = _register(records, root, record)  # it is published: finish the store
+            try:
+                _core.crash_point("published")
+                registered = _register(records, root, record)
+            except KeyboardInterrupt as err:
+                interrupt = interrupt or err
+                registered = _register(records, root, record)  # it is published: finish it
+        except AdapterAlreadyExistsError:
+            # The id was registered while ours staged, and that adapter's directory is gone
+            # (else our publish would have failed): ours must not stand under its id.
+            _refuse_existing(records, root, adapter_id, published=record_file_bytes(record))
+            raise
         if interrupt is not None:
             if hasattr(interrupt, "add_note"):  # Python 3.11+
                 interrupt.add_note(f"adapter {registered.id} was stored before the interrupt")
@@ -172,11 +179,43 @@ def check_base_model(base_model_id: Any, lora: LoraConfig) -> str:
     return validation.check_text("base_model_id", base, validation.MAX_BASE_MODEL)
 
 
-def _refuse_existing(records: Records, root: Path, adapter_id: str) -> None:
-    if records.exists(adapter_id) or os.path.lexists(root / adapter_id):
-        raise AdapterAlreadyExistsError(
-            f"adapter {adapter_id} already exists; adapters are written once"
-        )
+def _refuse_existing(
+    records: Records, root: Path, adapter_id: str, published: bytes | None = None
+) -> None:
+    """Refuse an id that is registered or has a directory, before anything is written.
+
+    The publish is guarded by the filesystem only (an exclusive rename), and the row is
+    inserted after it, so an id whose row stands but whose directory is gone would be published
+    anew with other bytes, and ``verify`` would then say "mismatch" where the truth is
+    "missing". This check, before staging, refuses that. Called again with ``published`` (our
+    ``.record.json``) when the insert after our publish found the id registered by a store
+    that ran in between: our directory is withdrawn (renamed away from the id at once, then
+    removed), so no directory of ours is left under a registered id.
+    """
+    if published is None:
+        if records.exists(adapter_id) or os.path.lexists(root / adapter_id):
+            raise AdapterAlreadyExistsError(
+                f"adapter {adapter_id} already exists; adapters are written once"
+            )
+        return
+    if not _published(root, adapter_id, published):
+        return  # not ours (or already gone): never touch another store's directory
+    withdrawn = root / _core.STAGING_DIR / f"{adapter_id}.withdrawn.{os.getpid()}"
+    try:
+        os.rename(root / adapter_id, withdrawn)
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)  # the id's name is gone for good before the error is raised
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise AdapterStorageError(
+            err.errno or 0,
+            f"adapter {adapter_id} was registered by another store while this one staged, and "
+            f"this one's directory could not be withdrawn ({err})",
+        ) from err
+    # Out of every reader's sight now; what a crash leaves here the staging sweep removes.
+    shutil.rmtree(withdrawn, ignore_errors=True)
 
 
 def lineage_numbers(
