@@ -91,53 +91,63 @@ def setup(workdir: Path) -> Iterator[tuple[AdapterRegistry, Iterator[str], Mlflo
             "FROM adapter_records ORDER BY created_at, id"
         ).fetchall()
         versions, tags = _mlflow_rows(records, (workdir / "mlartifacts").as_uri())
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-        uri = f"sqlite:///{workdir / 'mlflow.db'}"
-        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        through_api = set()
-        for i, row in enumerate(versions):
-            if row["version"] == 1:
-                client.create_registered_model(row["name"])
-                made = client.create_model_version(
-                    row["name"],
-                    source=row["source"],
-                    run_id=row["run_id"],
-                    tags={t["key"]: t["value"] for t in tags[i]},
-                )
-                assert int(made.version) == 1
-                through_api.add(i)
-        engine = create_engine(uri)
-        with engine.begin() as conn:
-            for i in through_api:
-                row = versions[i]
-                key = (SqlModelVersion.name == row["name"], SqlModelVersion.version == 1)
-                written = conn.execute(select(SqlModelVersion.__table__).where(*key)).one()
-                assert {k: v for k, v in written._asdict().items() if k not in TIMES} == {
-                    k: v for k, v in row.items() if k not in TIMES
-                }, "the bulk rows must be what create_model_version writes"
-                written_tags = conn.execute(
-                    select(SqlModelVersionTag.__table__).where(
-                        SqlModelVersionTag.name == row["name"], SqlModelVersionTag.version == 1
-                    )
-                ).all()
-                assert sorted(t._asdict().items() for t in written_tags) == sorted(
-                    t.items() for t in tags[i]
-                )
-                conn.execute(
-                    update(SqlModelVersion.__table__).where(*key).values({k: row[k] for k in TIMES})
-                )
-            rest = [i for i in range(len(versions)) if i not in through_api]
-            conn.execute(insert(SqlModelVersion.__table__), [versions[i] for i in rest])
-            conn.execute(insert(SqlModelVersionTag.__table__), [t for i in rest for t in tags[i]])
-            conn.execute(
-                update(SqlRegisteredModel.__table__).values(last_updated_time=EPOCH_MS + len(rest))
-            )
-        engine.dispose()
+        client = mlflow_registry(workdir, versions, tags)
         for task in ("task-0", "task-17", "task-49"):
             best = registry.query_best_for_task(task)
             assert best is not None and _mlflow_best(client, task) == best.id
         yield registry, names, client
+
+
+def mlflow_registry(
+    workdir: Path, versions: list[dict[str, Any]], tags: list[list[dict[str, Any]]]
+) -> MlflowClient:
+    """MLflow's registry in workdir/mlflow.db holding these versions and tags (from
+    _mlflow_rows, with any tags added): the first version of each model made through the API
+    and checked against its rows, the others bulk-inserted."""
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    through_api = set()
+    for i, row in enumerate(versions):
+        if row["version"] == 1:
+            client.create_registered_model(row["name"])
+            made = client.create_model_version(
+                row["name"],
+                source=row["source"],
+                run_id=row["run_id"],
+                tags={t["key"]: t["value"] for t in tags[i]},
+            )
+            assert int(made.version) == 1
+            through_api.add(i)
+    engine = create_engine(uri)
+    with engine.begin() as conn:
+        for i in through_api:
+            row = versions[i]
+            key = (SqlModelVersion.name == row["name"], SqlModelVersion.version == 1)
+            written = conn.execute(select(SqlModelVersion.__table__).where(*key)).one()
+            assert {k: v for k, v in written._asdict().items() if k not in TIMES} == {
+                k: v for k, v in row.items() if k not in TIMES
+            }, "the bulk rows must be what create_model_version writes"
+            written_tags = conn.execute(
+                select(SqlModelVersionTag.__table__).where(
+                    SqlModelVersionTag.name == row["name"], SqlModelVersionTag.version == 1
+                )
+            ).all()
+            assert sorted(t._asdict().items() for t in written_tags) == sorted(
+                t.items() for t in tags[i]
+            )
+            conn.execute(
+                update(SqlModelVersion.__table__).where(*key).values({k: row[k] for k in TIMES})
+            )
+        rest = [i for i in range(len(versions)) if i not in through_api]
+        conn.execute(insert(SqlModelVersion.__table__), [versions[i] for i in rest])
+        conn.execute(insert(SqlModelVersionTag.__table__), [t for i in rest for t in tags[i]])
+        conn.execute(
+            update(SqlRegisteredModel.__table__).values(last_updated_time=EPOCH_MS + len(rest))
+        )
+    engine.dispose()
+    return client
 
 
 def _mlflow_best(client: MlflowClient, task: str) -> str:

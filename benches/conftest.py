@@ -1,7 +1,7 @@
 """Each bench_*.py module describes one comparison for both pytest-benchmark and run.py:
 GROUP, CONTENDERS (ours first, then the baselines), ROUNDS, CALLS (per round, for
-sub-millisecond operations) and a setup(workdir) context manager yielding the contenders'
-arguments.
+sub-millisecond operations; a dict by contender name where they differ) and a setup(workdir)
+context manager yielding the contenders' arguments.
 
 ADAPTER_REGISTRY_BENCH_SMOKE=1 (`make test` sets it) is the smoke run: each module's sizes
 shrink to what `size()` gives for it, and each contender runs once, untimed
@@ -53,7 +53,8 @@ def args(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 def run_pedantic(benchmark: Any, module: ModuleType, contender: Any, args: Any) -> Any:
     benchmark.group = module.GROUP
-    iterations = getattr(module, "CALLS", 1)
+    calls = getattr(module, "CALLS", 1)
+    iterations = calls.get(contender.__name__, 1) if isinstance(calls, dict) else calls
     return benchmark.pedantic(
         contender, args=args, rounds=module.ROUNDS, iterations=iterations, warmup_rounds=1
     )
@@ -68,13 +69,16 @@ def lora_dir(path: Path, seed: int, mib: int = 1) -> Path:
     return path
 
 
-def record_rows(count: int, tasks: int) -> list[dict[str, Any]]:
+def record_rows(count: int, tasks: int, agents: int = 0) -> list[dict[str, Any]]:
     """`count` rows of adapter_records over `tasks` task types, as they are written straight into
     the table for the query benchmarks (no files): every tenth round of task types archived,
-    every fourth not evaluated (no fitness_score)."""
+    every fourth not evaluated (no fitness_score). With `agents`, round r of task types comes
+    from agent-{r % agents} (no agent_id without); the random values are the same either way.
+    An `agents` prime to 20 gives every agent archived, unevaluated and live rows of every task."""
     rng = random.Random(0)
     return [
         {
+            "agent_id": f"agent-{(i // tasks) % agents}" if agents else None,
             "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)), "version": 1,
             "task_type": f"task-{i % tasks}", "base_model_id": "Qwen/Qwen2.5-Coder-7B", "rank": 64,
             "created_at": f"2026-01-01T00:00:{i:09d}+00:00", "file_path": f"/x/{i}",

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Select, bindparam, exists, literal_column, select
+from sqlalchemy import ColumnElement, Select, bindparam, literal_column, select
 
 from . import queries, validation
 from .errors import InvalidAdapterError
@@ -240,13 +240,12 @@ def _statement(shape: _Shape) -> Select[Any]:
         has_fitness = c.fitness_score.is_not(None)
         stmt = stmt.where(has_fitness if shape.evaluated else c.fitness_score.is_(None))
     for i in range(shape.tags):
-        stmt = stmt.where(
-            exists().where(
-                TAGS.c.adapter_id == c.id,
-                TAGS.c.key == bindparam(f"tag_key_{i}"),
-                TAGS.c.value == bindparam(f"tag_value_{i}"),
-            )
+        # IN, not a correlated EXISTS: SQLite would run an EXISTS once per row of the table;
+        # this reads the pair's adapters from ix_adapter_tags_pair.
+        tagged = select(TAGS.c.adapter_id).where(
+            TAGS.c.key == bindparam(f"tag_key_{i}"), TAGS.c.value == bindparam(f"tag_value_{i}")
         )
+        stmt = stmt.where(c.id.in_(tagged))
     if shape.after:
         stmt = stmt.where(c.created_at > bindparam("created_after"))
     if shape.before:
