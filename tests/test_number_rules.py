@@ -56,7 +56,11 @@ def test_raw_sql_cannot_break_a_number_rule(store_one: Any, registry: AdapterReg
 
 
 def _as_before_the_rules(registry: AdapterRegistry) -> None:
-    """The database as revision 0001 left it: no number rules."""
+    """The database as revision 0001 left it: no number rules, and none of what came after."""
+    for table in ("adapter_edges", "adapter_aliases", "alias_moves", "adapter_tags", "evaluations"):
+        raw_sql(registry, f"DROP TABLE {table}")
+    for index in ("agent", "session", "task_rank"):
+        raw_sql(registry, f"DROP INDEX ix_adapter_records_{index}")
     if registry.db_url.startswith("postgresql"):
         for name in ("version", "generation", "pass_rate", "fitness_finite"):
             raw_sql(registry, f"ALTER TABLE adapter_records DROP CONSTRAINT adapter_records_{name}")

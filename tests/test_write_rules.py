@@ -90,20 +90,20 @@ def test_tables_to_come_are_append_only_or_mutable_as_declared(
     registry: AdapterRegistry, engine: Engine, kind: str
 ) -> None:
     table = Table(
-        "evaluations", MetaData(),
+        "stand_in_history", MetaData(),
         Column("id", Integer, primary_key=True), Column("note", Text),
         info=write_rules.writes(kind)["info"],
     )  # fmt: skip
     with engine.begin() as conn:
         table.create(conn)
         write_rules.install(conn, [table])
-        conn.execute(text("INSERT INTO evaluations (id, note) VALUES (1, 'first')"))
+        conn.execute(text("INSERT INTO stand_in_history (id, note) VALUES (1, 'first')"))
     append_only = kind == write_rules.APPEND_ONLY
-    assert _update_refused(engine, "evaluations", "note", "second", "id = 1") == append_only
+    assert _update_refused(engine, "stand_in_history", "note", "second", "id = 1") == append_only
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO evaluations (id, note) VALUES (2, 'more')"))
+        conn.execute(text("INSERT INTO stand_in_history (id, note) VALUES (2, 'more')"))
     try:
-        raw_sql(registry, "DELETE FROM evaluations WHERE id = 2")
+        raw_sql(registry, "DELETE FROM stand_in_history WHERE id = 2")
         deleted = True
     except sa_exc.DBAPIError as err:
         assert "rows are never deleted" in str(err)

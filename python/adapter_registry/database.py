@@ -10,6 +10,8 @@ the triggers that hold the write rules even for raw SQL from ``write_rules.py`` 
 from __future__ import annotations
 
 import errno
+import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +32,21 @@ BUSY_TIMEOUT_MS = fast_reads.BUSY_TIMEOUT_MS
 _WRITE = "adapter_registry_write"
 
 
+def _switch_to_wal(cursor: Any) -> None:
+    """WAL, once per database. The switch needs the database to itself for a moment, and while
+    another process creates or migrates a new database SQLite answers "locked" at once instead
+    of waiting out the busy timeout: so wait here, as the busy timeout would."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -37,7 +54,8 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            _switch_to_wal(cursor)
         # FULL: a store that returned survives a power loss with its row, not only its files.
         cursor.execute("PRAGMA synchronous = FULL")
         cursor.close()

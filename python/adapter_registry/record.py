@@ -87,6 +87,15 @@ class AdapterRecord(SQLModel, table=True):
         """``parent_ids`` decoded from its JSON list."""
         return list(json.loads(self.parent_ids)) if self.parent_ids else []
 
+    def __eq__(self, other: object) -> bool:
+        """Records are equal when their columns are: which registry returned them (the root
+        behind ``directory``) is not part of the record."""
+        if not isinstance(other, AdapterRecord):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as pydantic models are
+
     def to_dict(self) -> dict[str, Any]:
         """Every column, by name, in table order."""
         return {name: getattr(self, name) for name in COLUMNS}
@@ -108,17 +117,6 @@ Index(
     TABLE.c.id,
     sqlite_where=text("is_archived = 0 AND fitness_score IS NOT NULL"),
 )
-
-# search(): an agent's adapters of a task, best first; a session's adapters (migration 0003).
-Index(
-    "ix_adapter_records_agent",
-    TABLE.c.agent_id,
-    TABLE.c.task_type,
-    TABLE.c.fitness_score.desc(),
-    TABLE.c.created_at,
-    TABLE.c.id,
-)
-Index("ix_adapter_records_session", TABLE.c.session_id, TABLE.c.created_at, TABLE.c.id)
 
 # Rows become records without __init__ (no re-validation of what the database typed), and only
 # __init__ would finish configuring the mapper on first use: do it once, here.
