@@ -400,14 +400,23 @@ mod tests {
     #[test]
     fn common_formats_that_are_not_safetensors_are_named() {
         let cases: [(&[u8], &str); 4] = [
-            (b"PK\x03\x04\x14\x00\x00\x00rest of a zip", "PyTorch zip archive"),
+            (
+                b"PK\x03\x04\x14\x00\x00\x00rest of a zip",
+                "PyTorch zip archive",
+            ),
             (b"\x80\x02}q\x00(X\x07\x00\x00\x00layer.0", "Python pickle"),
             (b"GGUF\x03\x00\x00\x00\x00\x00\x00\x00", "GGUF file"),
-            (b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'}", "NumPy .npy array"),
+            (
+                b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'}",
+                "NumPy .npy array",
+            ),
         ];
         for (bytes, named) in cases {
             let err = validate_bytes(bytes).unwrap_err();
-            assert!(err.contains(named) && err.contains("not safetensors"), "{err}");
+            assert!(
+                err.contains(named) && err.contains("not safetensors"),
+                "{err}"
+            );
         }
         // A safetensors file whose length prefix begins like a zip is still read as one.
         let json = format!("{{{}}}", " ".repeat(0x0403_4B50 - 2));

@@ -149,6 +149,18 @@ class Finding:
         )
         return self._records.select(_statement(shape), **params)
 
+    def _task_types(self) -> list[str]:
+        """Every task type stored, archived adapters' too (for the command line's messages)."""
+        return [row[0] for row in self._records.db.fetch(queries.TASK_TYPES)]
+
+    def _ids_with_prefix(self, prefix: str) -> list[str]:
+        """Up to 11 registered ids starting with ``prefix``, in order (for the command line's
+        short ids; the API itself takes full ids only)."""
+        high = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        return [
+            row[0] for row in self._records.db.fetch(queries.IDS_BETWEEN, low=prefix, high=high)
+        ]
+
     def children(self, adapter_id: str) -> list[AdapterRecord]:
         """The adapters that name this one among their parents.
 

@@ -60,3 +60,14 @@ _VERIFY = select(
 )  # fmt: skip
 VERIFY_ALL = _VERIFY.order_by(*_ORDER)
 VERIFY_ONE = _VERIFY.where(TABLE.c.id == bindparam("id"))
+
+# The ids in [low, high): the adapters whose id starts with a prefix (the CLI's short ids), by
+# the primary key's index on both backends (a LIKE would need a case-sensitive collation).
+IDS_BETWEEN = (
+    select(TABLE.c.id)
+    .where(TABLE.c.id >= bindparam("low"), TABLE.c.id < bindparam("high"))
+    .order_by(TABLE.c.id)
+    .limit(literal_column("11"))
+)
+
+TASK_TYPES = select(TABLE.c.task_type).distinct().order_by(TABLE.c.task_type)

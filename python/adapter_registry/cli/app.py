@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -16,9 +17,14 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from .. import __version__
+from ..errors import AdapterNotFoundError, InvalidAdapterError
 from ..home import home_db_url, home_root
 from ..registry import AdapterRegistry
 from .output import shown
+
+_FULL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: A short id: 8 or more leading characters of one.
+_PREFIX = re.compile(r"[0-9a-f]{8}[0-9a-f-]{0,28}")
 
 if TYPE_CHECKING:
     from sqlalchemy import URL
@@ -89,7 +95,17 @@ _HELP: tuple[type[BaseException], ...] = tuple(
 )
 
 
+#: The root command's own options, which a command after it does not take.
+GLOBAL_OPTIONS = ("--home", "--root", "--db-url", "--debug")
+
+
 def _usage(err: click.UsageError) -> CommandError:
+    if isinstance(err, click.NoSuchOption) and err.option_name in GLOBAL_OPTIONS:
+        command = err.ctx.info_name if err.ctx is not None else "COMMAND"
+        return BadUsage(
+            f"{err.option_name} is a global option: put it before the command, as in "
+            f"'{PROG} {err.option_name} ... {command} ...'"
+        )
     hint = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
     return BadUsage(err.format_message() + hint)
 
@@ -115,6 +131,25 @@ class Settings:
                 db_url = db_url or home_db_url(self.home)
             self._registry = AdapterRegistry(root=root, db_url=db_url)
         return self._registry
+
+    def adapter_id(self, name: str) -> str:
+        """The adapter a person named: a full id, else an alias, else a unique prefix of an id
+        of at least 8 hex digits, as in git. An alias can never look like a prefix."""
+        if _FULL_ID.fullmatch(name):
+            return name
+        registry = self.registry()
+        try:
+            return registry.resolve_alias(name).id
+        except (AdapterNotFoundError, InvalidAdapterError):
+            pass
+        if _PREFIX.fullmatch(name):
+            found = registry._ids_with_prefix(name)
+            if len(found) == 1:
+                return found[0]
+            if found:
+                listed = ", ".join(found[:10]) + (", ..." if len(found) > 10 else "")
+                raise CommandError(f"id prefix {name} is ambiguous: it starts {listed}")
+        raise CommandError(f"no adapter, alias or id prefix {name!r}")
 
     def close(self) -> None:
         if self._registry is not None:
@@ -178,6 +213,7 @@ def _absolute(ctx: click.Context, param: click.Parameter, value: Path | None) ->
 @click.group(
     cls=RegistryGroup,
     name=PROG,
+    invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.option(
@@ -225,3 +261,6 @@ def cli(
     )
     ctx.obj = settings
     ctx.call_on_close(settings.close)
+    if ctx.invoked_subcommand is None:  # no command: the help, and success (click says 2)
+        click.echo(ctx.get_help())
+        ctx.exit(0)

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from .app import BadUsage, Settings
+from .options import ADAPTER
 from .output import (
     EVALUATION_HEADERS,
     emit_json,
@@ -55,7 +56,7 @@ def _details(text: str | None) -> dict[str, Any] | None:
 
 # A negative VALUE such as -0.5 would otherwise be read as an unknown option.
 @eval_.command("add", context_settings={"ignore_unknown_options": True})
-@click.argument("adapter_id", metavar="ID")
+@click.argument("adapter_id", metavar="ID", type=ADAPTER)
 @click.argument("metric")
 @click.argument("value", type=float)
 @click.option("--evaluator", help="Who or what measured it.")
@@ -96,7 +97,7 @@ def eval_add(
 
 
 @eval_.command("ls")
-@click.argument("adapter_id", metavar="ID")
+@click.argument("adapter_id", metavar="ID", type=ADAPTER)
 @click.option("--metric", help="Only this metric.")
 @json_option
 @jsonl_option

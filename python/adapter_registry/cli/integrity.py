@@ -15,12 +15,17 @@ from ..records import adapter_directory
 from ..registry import AdapterRegistry
 from ..reports import VerifyReport
 from .app import BadUsage, Settings
+from .options import ADAPTER
 from .output import ByteProgress, emit_json, human_bytes, json_option, shown
 
 __all__ = ["VerifyRun", "recover", "verify", "verify_records"]
 
 #: The order statuses are counted in, from the core that decides them.
 STATUSES = _core.VERDICTS
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @dataclass
@@ -44,7 +49,7 @@ class VerifyRun:
     def summary(self) -> str:
         counts = ", ".join(f"{n} {status}" for status, n in self.counts.items() if n)
         return (
-            f"verified {len(self.reports)} adapters ({self.files} files, "
+            f"verified {_count(len(self.reports), 'adapter')} ({_count(self.files, 'file')}, "
             f"{human_bytes(self.bytes)}) in {self.seconds:.2f} s: {counts or 'nothing to do'}"
         )
 
@@ -81,7 +86,7 @@ def verify_records(
 
 
 @click.command()
-@click.argument("adapter_ids", metavar="[ID]...", nargs=-1)
+@click.argument("adapter_ids", metavar="[ID]...", nargs=-1, type=ADAPTER)
 @click.option("--all", "everything", is_flag=True, help="Every adapter, archived ones included.")
 @click.option(
     "--threads", type=click.IntRange(min=1), help="Hashing threads [default: one per core]."

@@ -20,6 +20,7 @@ import click
 from ..record import AdapterRecord
 from ..registry import AdapterRegistry
 from .app import Settings
+from .options import ADAPTER
 from .output import emit_json, json_option, number, shown
 
 __all__ = ["lineage", "lineage_json", "node_json", "tree_text"]
@@ -114,7 +115,7 @@ def tree_text(root: Node) -> str:
 
 
 @click.command()
-@click.argument("adapter_id", metavar="ID")
+@click.argument("adapter_id", metavar="ID", type=ADAPTER)
 @json_option
 @click.pass_obj
 def lineage(settings: Settings, adapter_id: str, as_json: bool) -> None:

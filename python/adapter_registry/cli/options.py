@@ -17,12 +17,39 @@ import click
 from ..record import COLUMNS
 from ..validation import SOURCES
 
-__all__ = ["aware_time", "order_by", "pairs", "search_arguments", "search_options"]
+__all__ = [
+    "ADAPTER",
+    "AdapterRef",
+    "aware_time",
+    "order_by",
+    "pairs",
+    "search_arguments",
+    "search_options",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: ``ls --sort``, kept from before ``--order-by``: each is an ``order_by``.
 SORTS = {"created": "-created_at", "fitness": "-fitness_score"}
+
+
+class AdapterRef(click.ParamType):  # type: ignore[type-arg]
+    """An adapter as a person types it: a full id, an alias, or a unique id prefix of at least
+    8 hex digits (``Settings.adapter_id``); the command gets the full id."""
+
+    name = "ID"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from .app import Settings
+
+        settings = ctx.find_object(Settings) if ctx is not None else None
+        if settings is None:  # no registry to ask (shell completion, --help)
+            return str(value)
+        return settings.adapter_id(str(value))
+
+
+#: The type of every argument where a person names an adapter.
+ADAPTER = AdapterRef()
 
 
 def aware_time(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:

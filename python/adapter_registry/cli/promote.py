@@ -14,7 +14,7 @@ import click
 from .. import validation
 from ..tables import AliasMove
 from .app import BadUsage, Settings
-from .options import pairs
+from .options import ADAPTER, pairs
 from .output import (
     LIST_HEADERS,
     LIST_NUMERIC,
@@ -56,7 +56,7 @@ def alias() -> None:
 
 @alias.command("set")
 @click.argument("name")
-@click.argument("adapter_id", metavar="ID")
+@click.argument("adapter_id", metavar="ID", type=ADAPTER)
 @click.option("--by", metavar="WHO", help="Who moved it, for the history.")
 @json_option
 @click.pass_obj
@@ -163,7 +163,7 @@ def alias_history(settings: Settings, name: str, as_json: bool, as_jsonl: bool) 
 
 
 @click.command()
-@click.argument("adapter_id", metavar="ID")
+@click.argument("adapter_id", metavar="ID", type=ADAPTER)
 @click.argument("assignments", metavar="[KEY=VALUE]...", nargs=-1)
 @click.option("--rm", "removed", multiple=True, metavar="KEY", help="Remove this tag (repeatable).")
 @json_option

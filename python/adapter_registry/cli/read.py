@@ -10,10 +10,13 @@ from typing import Any
 import click
 
 from .. import _core
+from ..errors import InvalidAdapterError
 from ..records import adapter_directory
+from ..registry import AdapterRegistry
+from ..validation import check_task_type
 from .app import CommandError, Settings
 from .lineage import lineage_json, tree_text
-from .options import search_arguments, search_options
+from .options import ADAPTER, search_arguments, search_options
 from .output import (
     EVALUATION_HEADERS,
     LIST_HEADERS,
@@ -63,6 +66,8 @@ def ls(settings: Settings, /, as_json: bool, as_jsonl: bool, **options: Any) -> 
     fmt = list_format(as_json, as_jsonl)
     arguments = search_arguments(options)
     registry = settings.registry()
+    if arguments["task_type"] is not None:
+        _check_task_type(arguments["task_type"])
     if arguments["parent_id"] is not None:
         registry.retrieve_by_id(arguments["parent_id"])  # an unknown parent is an error
     records = registry.search(**arguments)
@@ -72,6 +77,28 @@ def ls(settings: Settings, /, as_json: bool, as_jsonl: bool, **options: Any) -> 
         click.echo(plain_table(LIST_HEADERS, map(record_line, records), right=LIST_NUMERIC))
     else:
         click.echo("no adapters", err=True)
+    if not records and arguments["task_type"] is not None:
+        unknown = _unknown_task_type(registry, arguments["task_type"])
+        if unknown:
+            click.echo(unknown, err=True)
+
+
+def _check_task_type(task_type: str) -> None:
+    """A name that cannot be a task type is an error that says so, not an empty answer."""
+    try:
+        check_task_type(task_type)
+    except InvalidAdapterError:
+        raise CommandError(
+            f"{task_type!r} is not a task type: task types are kebab-case, e.g. 'bug-fix'"
+        ) from None
+
+
+def _unknown_task_type(registry: AdapterRegistry, task_type: str) -> str | None:
+    """Where no adapter has this task type: a line that says so and names those that exist."""
+    known = registry._task_types()
+    if task_type in known:
+        return None
+    return f"no adapter has task type {task_type}; task types stored: {', '.join(known) or 'none'}"
 
 
 def _file_json(directory: Path, name: str, weights: os.stat_result | None) -> dict[str, Any]:
@@ -121,7 +148,7 @@ def _field_text(name: str, value: Any) -> str:
 
 
 @click.command()
-@click.argument("adapter_id", metavar="ID")
+@click.argument("adapter_id", metavar="ID", type=ADAPTER)
 @json_option
 @click.pass_obj
 def show(settings: Settings, adapter_id: str, as_json: bool) -> None:
@@ -205,12 +232,15 @@ def best(settings: Settings, task_type: str, base_model: str | None, as_json: bo
     Example:
       adapter-registry best bug-fix --base-model Qwen/Qwen2.5-Coder-7B --json
     """
-    record = settings.registry().query_best_for_task(task_type, base_model_id=base_model)
+    _check_task_type(task_type)
+    registry = settings.registry()
+    record = registry.query_best_for_task(task_type, base_model_id=base_model)
     if record is None:
         if as_json:
             emit_json(None)
         of = f" of base model {base_model}" if base_model is not None else ""
-        raise CommandError(f"task type {task_type}: no evaluated live adapter{of}")
+        unknown = _unknown_task_type(registry, task_type)
+        raise CommandError(unknown or f"task type {task_type}: no evaluated live adapter{of}")
     if as_json:
         emit_json(record_json(record))
     else:

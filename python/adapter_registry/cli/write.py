@@ -13,6 +13,7 @@ from ..record import AdapterRecord
 from ..registry import AdapterRegistry
 from ..validation import SOURCES
 from .app import BadUsage, CommandError, Settings
+from .options import ADAPTER
 from .output import emit_json, human_bytes, json_option, number, record_json, shown
 
 __all__ = ["archive", "fitness", "store", "unarchive"]
@@ -141,7 +142,7 @@ def store(
 
 
 @click.command()
-@click.argument("adapter_id", metavar="ID")
+@click.argument("adapter_id", metavar="ID", type=ADAPTER)
 @click.option("--score", type=float, help="The fitness score (any finite number).")
 @click.option("--pass-rate", type=float, help="The pass rate, 0 to 1.")
 @click.option("--evaluator", help="Who or what evaluated it, for the history.")
@@ -180,7 +181,7 @@ def fitness(
 
 
 @click.command()
-@click.argument("adapter_id", metavar="ID")
+@click.argument("adapter_id", metavar="ID", type=ADAPTER)
 @json_option
 @click.pass_obj
 def archive(settings: Settings, adapter_id: str, as_json: bool) -> None:
@@ -198,7 +199,7 @@ def archive(settings: Settings, adapter_id: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("adapter_id", metavar="ID")
+@click.argument("adapter_id", metavar="ID", type=ADAPTER)
 @json_option
 @click.pass_obj
 def unarchive(settings: Settings, adapter_id: str, as_json: bool) -> None:
