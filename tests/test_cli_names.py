@@ -88,3 +88,16 @@ def test_the_command_lines_shape(store_one: Any, registry: AdapterRegistry) -> N
     store_one()
     one = run(registry, "verify", "--all")
     assert "verified 1 adapter (2 files" in one.stdout
+
+
+def test_store_names_the_files_it_left_out(registry: AdapterRegistry, tmp_path: Any) -> None:
+    from adapter_registry._lora_files import peft_dir
+
+    directory = peft_dir(tmp_path / "checkpoint-500")
+    (directory / "trainer_state.json").write_text("{}")
+    stored = run(registry, "store", str(directory), "-t", "bug-fix", "-s", "manual",
+                 "--session-id", "s")  # fmt: skip
+    assert stored.exit_code == 0, stored.output
+    lines = stored.stdout.splitlines()
+    assert lines[0].startswith("note: ") and "left out trainer_state.json" in lines[0]
+    assert lines[1].startswith("stored ")

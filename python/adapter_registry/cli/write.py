@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import uuid
+import warnings
 from pathlib import Path
 
 import click
 
-from ..errors import AdapterNotFoundError, InvalidAdapterError
+from ..errors import AdapterNotFoundError, FilesNotStoredWarning, InvalidAdapterError
 from ..record import AdapterRecord
 from ..registry import AdapterRegistry
 from ..validation import SOURCES
@@ -109,19 +110,22 @@ def store(
     registry = settings.registry()
     # The id is chosen here so that an error about the input can name the input instead.
     adapter_id = str(uuid.uuid4())
+    left_out: list[warnings.WarningMessage] = []
     try:
-        record = registry.store(
-            path,
-            config=config,
-            task_type=task_type,
-            source=source,
-            session_id=session_id,
-            base_model_id=base_model,
-            adapter_id=adapter_id,
-            parent_ids=parents,
-            training_task_hash=training_task_hash,
-            agent_id=agent_id,
-        )
+        with warnings.catch_warnings(record=True) as left_out:
+            warnings.simplefilter("always", FilesNotStoredWarning)
+            record = registry.store(
+                path,
+                config=config,
+                task_type=task_type,
+                source=source,
+                session_id=session_id,
+                base_model_id=base_model,
+                adapter_id=adapter_id,
+                parent_ids=parents,
+                training_task_hash=training_task_hash,
+                agent_id=agent_id,
+            )
     except InvalidAdapterError as err:
         if settings.debug:
             raise
@@ -129,6 +133,8 @@ def store(
         raise CommandError(message if str(path) in message else f"{path}: {message}") from err
     except KeyboardInterrupt as err:
         record = _after_interrupt(registry, adapter_id, err)
+    for note in left_out:  # on stderr beside JSON, so stdout stays one document
+        click.echo(shown(f"note: {note.message}"), err=as_json)
     if as_json:
         emit_json(record_json(record))
     else:
