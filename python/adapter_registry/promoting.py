@@ -88,6 +88,7 @@ class Promoting:
     def delete_alias(self, alias: str, *, by: str | None = None) -> None:
         """Unset an alias, and record it in its history.
 
+        Args: alias: The name; by: who unset it.
         Raises: AdapterNotFoundError: The alias is not set.
         """
         validation.check_name("alias", alias)
@@ -98,14 +99,21 @@ class Promoting:
             conn.execute(insert(ALIAS_MOVES).values(alias=alias, moved_at=now(), moved_by=setter))
 
     def aliases(self) -> dict[str, str]:
-        """Every alias that is set, and the adapter id it points at, by name."""
+        """Every alias that is set.
+
+        Returns: The adapter id each points at, by alias name.
+        """
         with self._records.db.read() as conn:
             rows = conn.execute(select(ALIASES.c.alias, ALIASES.c.adapter_id).order_by("alias"))
             return {alias: adapter_id for alias, adapter_id in rows}
 
     def alias_history(self, alias: str) -> list[AliasMove]:
-        """Every move of an alias, oldest first (``adapter_id`` None where it was deleted): a
-        rollback is ``set_alias`` to an earlier entry's adapter."""
+        """Every move of an alias: a rollback is ``set_alias`` to an earlier entry's adapter.
+
+        Args: alias: The name.
+        Returns: Its moves (``AliasMove``), oldest first; ``adapter_id`` None where deleted.
+        Raises: InvalidAdapterError: Not a valid alias name.
+        """
         validation.check_name("alias", alias)
         with self._records.db.read() as conn:
             rows = conn.execute(
@@ -142,9 +150,13 @@ class Promoting:
         return self.tags(adapter_id)
 
     def delete_tags(self, adapter_id: str, keys: Iterable[str]) -> dict[str, str]:
-        """Remove tags by key (keys it does not have are ignored). Returns all its tags now.
+        """Remove tags by key (keys it does not have are ignored).
 
-        Raises: AdapterNotFoundError: No such adapter.
+        Args: adapter_id: The adapter; keys: The tag keys.
+        Returns: All its tags now.
+        Raises:
+            InvalidAdapterError: A bad key; none is removed.
+            AdapterNotFoundError: No such adapter.
         """
         with about_adapter(adapter_id):
             if isinstance(keys, str):
@@ -158,8 +170,10 @@ class Promoting:
         return self.tags(adapter_id)
 
     def tags(self, adapter_id: str) -> dict[str, str]:
-        """An adapter's tags, by key.
+        """An adapter's tags.
 
+        Args: adapter_id: The adapter.
+        Returns: Its tags, by key.
         Raises: AdapterNotFoundError: No such adapter.
         """
         self._records.require(adapter_id)
@@ -198,6 +212,7 @@ class Promoting:
     def unarchive(self, adapter_id: str) -> AdapterRecord:
         """Bring an archived adapter back into rankings. Idempotent.
 
+        Args: adapter_id: Its id.
         Returns: The record as it now is.
         Raises: AdapterNotFoundError: No such adapter.
         """

@@ -168,7 +168,7 @@ class AdapterRegistry(Finding, Promoting, Evaluating):
         )
 
     def list_all(self, include_archived: bool = True) -> list[AdapterRecord]:
-        """Every adapter.
+        """Every adapter (``search`` filters and orders).
 
         Args: include_archived: Archived ones too (the default).
         Returns: Their records, oldest first.
@@ -193,7 +193,10 @@ class AdapterRegistry(Finding, Promoting, Evaluating):
         return self._records.lineage(adapter_id)
 
     def load_state_dict(self, adapter_id: str, device: Any = "cpu") -> dict[str, Any]:
-        """The verified tensors of an adapter on ``device``: see ``adapter_registry.torch``."""
+        """The verified tensors of an adapter on ``device``: see ``adapter_registry.torch``.
+
+        Args, Returns, Raises: as ``adapter_registry.torch.load_state_dict`` documents them.
+        """
         from . import torch as loading
 
         return loading.load_state_dict(self, adapter_id, device)
@@ -207,7 +210,10 @@ class AdapterRegistry(Finding, Promoting, Evaluating):
         is_trainable: bool = False,
         check_base_model: bool = True,
     ) -> Any:
-        """A PeftModel with the verified adapter loaded: see ``adapter_registry.torch``."""
+        """A PeftModel with the verified adapter loaded: see ``adapter_registry.torch``.
+
+        Args, Returns, Raises: as ``adapter_registry.torch.load_peft`` documents them.
+        """
         from . import torch as loading
 
         return loading.load_peft(
@@ -217,7 +223,10 @@ class AdapterRegistry(Finding, Promoting, Evaluating):
     def store_peft_model(
         self, peft_model: Any, adapter_name: str = "default", **metadata: Any
     ) -> AdapterRecord:
-        """Store one adapter of a PeftModel, saved by PEFT: see ``adapter_registry.torch``."""
+        """Store one adapter of a PeftModel, saved by PEFT: see ``adapter_registry.torch``.
+
+        Args, Returns, Raises: as ``adapter_registry.torch.store_peft_model`` documents them.
+        """
         from . import torch as loading
 
         return loading.store_peft_model(self, peft_model, adapter_name, **metadata)
