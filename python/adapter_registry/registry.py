@@ -258,11 +258,7 @@ class AdapterRegistry(Finding, Promoting, Evaluating):
         Returns: One report per adapter, in the order of ``ids`` (else oldest first).
         Raises: AdapterNotFoundError: An id is not registered.
         """
-        if ids is None:
-            records = self.list_all(include_archived=True)
-        else:
-            records = [self.retrieve_by_id(i) for i in ids]
-        return integrity.verify_records(self.root, records, threads, progress)
+        return integrity.verify_stored(self._records, self.root, ids, threads, progress)
 
     def recover(self) -> RecoveryReport:
         """Bring files and rows back in step after crashes; safe beside live stores.
