@@ -315,6 +315,9 @@ fn judge_seal(
             ));
         }
     }
+    if weights.is_none() {
+        return found; // the weights themselves are gone: that is theirs to name, not the link's
+    }
     match linked {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             found.push((Verdict::Missing, format!("{PEFT_WEIGHTS_FILE} is missing")));

@@ -150,8 +150,8 @@ DAMAGE = {
     "directory removed": (_remove_directory, "cannot be (trusted|read)"),
     "PEFT link broken": (_break_peft_link, "adapter_model.safetensors is not the same file"),
     "config made writable": (_config_writable, "adapter_config.json has mode 0644"),
-    # (the message names the PEFT file today; see the note to issue 14: the weights are gone)
-    "weights alone removed": (_remove_weights, r"adapter(_model)?\.safetensors is missing"),
+    # The weights are named, not their PEFT link, which still stands.
+    "weights alone removed": (_remove_weights, r"adapter\.safetensors does not exist"),
 }
 
 
