@@ -18,9 +18,10 @@ pub const SEALED_MODE: u32 = 0o444;
 /// Python as `_core.DIR_MODE`.
 pub const DIR_MODE: u32 = 0o755;
 
-/// Open `path` for reading only if it is a regular file. `O_NONBLOCK` keeps a FIFO from
-/// blocking the open; `follow_links = false` refuses a symlink in the last component.
-pub fn open_regular(path: &Path, follow_links: bool) -> io::Result<(File, u64)> {
+/// Open `path` for reading only if it is a regular file, with its status (two system calls:
+/// open and fstat). `O_NONBLOCK` keeps a FIFO from blocking the open, and stays set (a regular
+/// file ignores it); `follow_links = false` refuses a symlink in the last component.
+pub fn open_regular_file(path: &Path, follow_links: bool) -> io::Result<(File, fs::Metadata)> {
     let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
     if !follow_links {
         flags |= libc::O_NOFOLLOW;
@@ -36,7 +37,13 @@ pub fn open_regular(path: &Path, follow_links: bool) -> io::Result<(File, u64)> 
             "not a regular file",
         ));
     }
-    // Regular files ignore O_NONBLOCK for reads; clear it anyway so nothing depends on that.
+    Ok((file, meta))
+}
+
+/// `open_regular_file`, then `O_NONBLOCK` cleared, so that nothing depends on a regular file
+/// ignoring it; returns the size.
+pub fn open_regular(path: &Path, follow_links: bool) -> io::Result<(File, u64)> {
+    let (file, meta) = open_regular_file(path, follow_links)?;
     // SAFETY: fcntl on a descriptor we own, with integer arguments only.
     unsafe {
         let fd = std::os::fd::AsRawFd::as_raw_fd(&file);

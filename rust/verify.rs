@@ -4,17 +4,17 @@
 //! Python), and may cancel the batch.
 
 use std::cell::RefCell;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read};
 use std::ops::ControlFlow;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::files::SEALED_MODE;
+use crate::files::{open_regular_file, SEALED_MODE};
 use crate::hash::{hash_reader_into, hash_reader_pipelined, CHUNK, PIPELINE_FROM};
 use crate::staging::{CONFIG_FILE, PEFT_WEIGHTS_FILE, WEIGHTS_FILE};
 
@@ -112,7 +112,7 @@ fn check_file(
         size: None,
         detail: Some(e.to_string()),
     };
-    let (file, meta) = match open_sealed(path) {
+    let (file, meta) = match open_regular_file(path, false) {
         Ok(opened) => opened,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return (fail(Verdict::Missing, e), None),
         Err(e) => return (fail(Verdict::Unreadable, e), None),
@@ -149,24 +149,6 @@ fn check_file(
 thread_local! {
     /// Each worker's read buffer for files below `PIPELINE_FROM`, allocated once per thread.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Open a stored file for reading if it is a regular file, with its status: `open_regular`
-/// without the two `fcntl` calls that clear `O_NONBLOCK` (a regular file ignores it; should a
-/// filesystem not, `Blocking` clears it then). Two system calls, open and fstat.
-fn open_sealed(path: &Path) -> io::Result<(File, fs::Metadata)> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.file_type().is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    Ok((file, meta))
 }
 
 /// Reads from a file opened `O_NONBLOCK`; a `WouldBlock` clears the flag and reads again.
