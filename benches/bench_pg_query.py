@@ -11,14 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
 
-from adapter_registry import AdapterRecord, AdapterRegistry
+from adapter_registry import AdapterRegistry
 
-from conftest import record_rows, run_pedantic, size
-
-sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
-from postgres import PostgresServer
+from conftest import postgres_beside_sqlite, record_rows, run_pedantic, size
 
 GROUP = "query_best_for_task, 100k records: PostgreSQL beside SQLite (per call)"
 ROUNDS = 15
@@ -30,21 +26,8 @@ RECORDS, TASKS = size(100_000, 2_000), 50
 def setup(workdir: Path) -> Iterator[tuple[AdapterRegistry, AdapterRegistry, Iterator[str]]]:
     rows = record_rows(RECORDS, TASKS)
     with ExitStack() as stack:
-        server = stack.enter_context(PostgresServer(fsync=True))
-        registries = []
-        for name, url in (
-            ("postgresql", server.create_database("bench")),
-            ("sqlite", f"sqlite:///{workdir / 'r.db'}"),
-        ):
-            registry = AdapterRegistry(root=workdir / name, db_url=url)
-            stack.callback(registry.close)
-            with registry._db.write() as conn:
-                conn.execute(insert(AdapterRecord.__table__), rows)  # type: ignore[attr-defined]
-            if name == "postgresql":
-                with registry._db.write() as conn:
-                    conn.exec_driver_sql("ANALYZE adapter_records")
-            registries.append(registry)
-        yield registries[0], registries[1], itertools.cycle(f"task-{i}" for i in range(TASKS))
+        pg, lite = postgres_beside_sqlite(stack, workdir, rows)
+        yield pg, lite, itertools.cycle(f"task-{i}" for i in range(TASKS))
 
 
 def postgresql(pg: AdapterRegistry, lite: AdapterRegistry, names: Iterator[str]) -> Any:

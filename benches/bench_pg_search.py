@@ -11,15 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
 
 from adapter_registry import AdapterRecord, AdapterRegistry
 
 import bench_search
-from conftest import record_rows, run_pedantic
-
-sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
-from postgres import PostgresServer
+from conftest import postgres_beside_sqlite, record_rows, run_pedantic
 
 GROUP = "search, an agent's top 5 for a task, 100k records: PostgreSQL beside SQLite (per call)"
 ROUNDS = 15
@@ -30,21 +26,7 @@ CALLS = 200
 def setup(workdir: Path) -> Iterator[tuple[AdapterRegistry, AdapterRegistry, bench_search.Pairs]]:
     rows = record_rows(bench_search.RECORDS, bench_search.TASKS, bench_search.AGENTS)
     with ExitStack() as stack:
-        server = stack.enter_context(PostgresServer(fsync=True))
-        registries = []
-        for name, url in (
-            ("postgresql", server.create_database("bench")),
-            ("sqlite", f"sqlite:///{workdir / 'r.db'}"),
-        ):
-            registry = AdapterRegistry(root=workdir / name, db_url=url)
-            stack.callback(registry.close)
-            with registry._db.write() as conn:
-                conn.execute(insert(AdapterRecord.__table__), rows)  # type: ignore[attr-defined]
-            if name == "postgresql":
-                with registry._db.write() as conn:
-                    conn.exec_driver_sql("ANALYZE adapter_records")
-            registries.append(registry)
-        pg, lite = registries
+        pg, lite = postgres_beside_sqlite(stack, workdir, rows)
         for pair in (("task-0", "agent-0"), ("task-49", "agent-20")):
             assert _ids(bench_search._search(pg, *pair)) == _ids(bench_search._search(lite, *pair))
         yield pg, lite, bench_search.pairs()

@@ -15,6 +15,7 @@ import os
 import random
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -90,3 +91,35 @@ def record_rows(count: int, tasks: int, agents: int = 0) -> list[dict[str, Any]]
         }
         for i in range(count)
     ]  # fmt: skip
+
+
+def postgres_beside_sqlite(
+    stack: ExitStack, workdir: Path, rows: list[dict[str, Any]]
+) -> tuple[Any, Any]:
+    """Two registries holding the same ``rows``: one in a fresh PostgreSQL server (ANALYZEd, as
+    a live database would be), one in SQLite; both closed, and the server stopped, with
+    ``stack``. Returns (PostgreSQL's, SQLite's)."""
+    import sys
+
+    from sqlalchemy import insert
+
+    from adapter_registry import AdapterRecord, AdapterRegistry
+
+    sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
+    from postgres import PostgresServer
+
+    server = stack.enter_context(PostgresServer(fsync=True))
+    registries = []
+    for name, url in (
+        ("postgresql", server.create_database("bench")),
+        ("sqlite", f"sqlite:///{workdir / 'r.db'}"),
+    ):
+        registry = AdapterRegistry(root=workdir / name, db_url=url)
+        stack.callback(registry.close)
+        with registry._db.write() as conn:
+            conn.execute(insert(AdapterRecord.__table__), rows)  # type: ignore[attr-defined]
+        if name == "postgresql":
+            with registry._db.write() as conn:
+                conn.exec_driver_sql("ANALYZE adapter_records")
+        registries.append(registry)
+    return registries[0], registries[1]
