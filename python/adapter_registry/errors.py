@@ -19,6 +19,7 @@ __all__ = [
     "FilesNotStoredWarning",
     "IntegrityError",
     "InvalidAdapterError",
+    "InvalidBundleError",
     "MissingDependencyError",
 ]
 
@@ -37,6 +38,12 @@ class AdapterNotFoundError(AdapterRegistryError, LookupError):
 
 class InvalidAdapterError(AdapterRegistryError, ValueError):
     """The input is not a storable adapter (bad weights, config, id, field); nothing was written."""
+
+
+class InvalidBundleError(AdapterRegistryError, ValueError):
+    """A bundle that cannot be imported as a whole (not our format, a member that escapes it,
+    a link or a device, an id listed twice); the message names the bundle and the problem.
+    Nothing was written."""
 
 
 class IntegrityError(AdapterRegistryError):

@@ -18,6 +18,7 @@ from .finding import Finding
 from .home import locate
 from .inputs import ConfigInput, WeightsInput
 from .integrity import ProgressCallback
+from .moving import Moving
 from .promoting import Promoting
 from .record import AdapterRecord
 from .records import Records
@@ -26,7 +27,7 @@ from .reports import RecoveryReport, VerifyReport
 __all__ = ["AdapterRegistry"]
 
 
-class AdapterRegistry(Finding, Promoting, Evaluating):
+class AdapterRegistry(Finding, Promoting, Evaluating, Moving):
     """A write-once store of LoRA adapters: files under ``root``, metadata in a database.
 
     Args:

@@ -1,0 +1,328 @@
+"""Export and backup: adapters of a registry written out as a bundle (``bundles.py``).
+
+The rows are read in one snapshot (one read transaction; REPEATABLE READ on PostgreSQL), so
+a backup taken while agents store is an instant of the registry: every adapter registered
+before it began, with the tags, evaluations and aliases of that instant. Files are written
+once and never change, so they are copied after the snapshot, and hashed as they are written:
+a source file that no longer matches its record stops the export (``IntegrityError``, naming
+the adapter) and nothing is left at ``dest``. The bundle is written beside ``dest`` under a
+hidden name, made durable (one ``syncfs``), and renamed into place.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+import os
+import shutil
+import tarfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from . import _core
+from .bundles import (
+    FILES,
+    MANIFEST,
+    ExportReport,
+    manifest_bytes,
+    manifest_entry,
+    member_name,
+    parents_first,
+)
+from .database import Database
+from .errors import IntegrityError, InvalidBundleError
+from .record import TABLE, AdapterRecord
+from .records import Records, adapter_directory, read_small_file, record_from_row
+from .tables import ALIASES, EVALUATIONS, TAGS
+
+__all__ = ["Snapshot", "TransferProgress", "read_snapshot", "syncfs", "write_bundle"]
+
+#: ``progress(files_done, files_total, bytes_done, bytes_total)``, called from the calling thread.
+TransferProgress = Callable[[int, int, int, int], object]
+#: Ids per IN list (SQLite allows 32,766 bound values; PostgreSQL more).
+_CHUNK = 500
+_COPY_THREADS = 4
+
+
+@dataclass
+class Snapshot:
+    """Rows of one instant: records parents first, and what the manifest carries beside them."""
+
+    records: list[AdapterRecord]
+    tags: dict[str, dict[str, str]]
+    evaluations: dict[str, list[dict[str, Any]]]
+    aliases: dict[str, str]
+
+
+def read_snapshot(db: Database, root: Path, ids: Sequence[str] | None) -> Snapshot:
+    """The records of ``ids`` (None: every adapter), their tags, evaluations and aliases, read
+    in one transaction: on SQLite a read transaction sees one snapshot of the WAL from its
+    first read; PostgreSQL needs REPEATABLE READ for that (READ COMMITTED, its default, would
+    let each statement see a later state)."""
+    with db.read() as conn:
+        if db.dialect == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            rows = _rows(conn, TABLE, TABLE.c.id, ids)
+            records = [record_from_row(tuple(row), root) for row in rows]
+            chosen = [r.id for r in records]
+            tags: dict[str, dict[str, str]] = {}
+            for row in _rows(conn, TAGS, TAGS.c.adapter_id, None if ids is None else chosen):
+                tags.setdefault(row.adapter_id, {})[row.key] = row.value
+            evaluations: dict[str, list[dict[str, Any]]] = {}
+            history = _rows(
+                conn, EVALUATIONS, EVALUATIONS.c.adapter_id, None if ids is None else chosen
+            )
+            for row in sorted(history, key=lambda r: r.id):
+                evaluations.setdefault(row.adapter_id, []).append(dict(row._mapping))
+            wanted = set(chosen)
+            aliases = {
+                row.alias: row.adapter_id
+                for row in conn.execute(select(ALIASES))
+                if row.adapter_id in wanted
+            }
+    by_id = {r.id: r for r in records}
+    order = parents_first(
+        sorted(by_id, key=lambda i: (by_id[i].created_at, i)),
+        {i: r.parents for i, r in by_id.items()},
+    )
+    return Snapshot([by_id[i] for i in order], tags, evaluations, dict(sorted(aliases.items())))
+
+
+def _rows(conn: Connection, table: Any, key: Any, ids: Sequence[str] | None) -> list[Any]:
+    if ids is None:
+        return list(conn.execute(select(table)))
+    found: list[Any] = []
+    for start in range(0, len(ids), _CHUNK):
+        found.extend(conn.execute(select(table).where(key.in_(ids[start : start + _CHUNK]))))
+    return found
+
+
+def chosen_ids(records: Records, ids: list[str], with_ancestors: bool) -> list[str]:
+    """``ids`` and, with ancestors, every ancestor of each (each once)."""
+    found = dict.fromkeys(ids)
+    if with_ancestors:
+        for adapter_id in ids:
+            found.update(dict.fromkeys(a.id for a in records.lineage(adapter_id)))
+    return list(found)
+
+
+@dataclass
+class _Planned:
+    record: AdapterRecord
+    #: File name -> (size, expected sha256); the record file's is its hash as read.
+    files: dict[str, tuple[int, str]]
+    record_file: bytes
+
+
+def _plan(root: Path, record: AdapterRecord) -> _Planned:
+    directory = adapter_directory(root, record.id)
+    try:
+        record_file = read_small_file(directory / _core.RECORD_FILE)
+        config_size = os.lstat(directory / _core.CONFIG_FILE).st_size
+    except OSError as err:
+        raise IntegrityError(f"adapter {record.id}: its files cannot be read ({err})") from None
+    files = {
+        _core.WEIGHTS_FILE: (record.file_size_bytes, record.file_hash),
+        _core.CONFIG_FILE: (config_size, record.config_hash),
+        _core.RECORD_FILE: (len(record_file), hashlib.sha256(record_file).hexdigest()),
+    }
+    return _Planned(record, files, record_file)
+
+
+def write_bundle(
+    root: Path,
+    snapshot: Snapshot,
+    dest: str | os.PathLike[str],
+    progress: TransferProgress | None = None,
+) -> ExportReport:
+    """Write ``snapshot``'s adapters as a bundle at ``dest`` (a ``.tar`` when the name ends
+    so, else a directory), which must not exist."""
+    started = time.perf_counter()
+    target = Path(dest).expanduser().absolute()
+    if os.path.lexists(target):
+        raise InvalidBundleError(f"bundle {target}: already exists; give a new path")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    plans = [_plan(root, r) for r in snapshot.records]
+    manifest = manifest_bytes(
+        [
+            manifest_entry(
+                p.record,
+                snapshot.tags.get(p.record.id, {}),
+                snapshot.evaluations.get(p.record.id, []),
+                p.files,
+            )
+            for p in plans
+        ],
+        {a: i for a, i in snapshot.aliases.items()},
+    )
+    report = ExportReport(target, [p.record.id for p in plans])
+    counter = _Counter(plans, progress)
+    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    try:
+        if target.suffix == ".tar":
+            _write_tar(root, partial, plans, manifest, counter)
+        else:
+            _write_directory(root, partial, plans, manifest, counter)
+        syncfs(partial.parent)
+        if os.path.lexists(target):
+            raise InvalidBundleError(f"bundle {target}: was created while this export ran")
+        os.rename(partial, target)
+        syncfs(target.parent)
+    finally:
+        if os.path.lexists(partial):
+            _remove(partial)
+    report.files, report.bytes = counter.files, counter.bytes
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+class _Counter:
+    def __init__(self, plans: list[_Planned], progress: TransferProgress | None) -> None:
+        self.total_files = 3 * len(plans)
+        self.total_bytes = sum(size for p in plans for size, _ in p.files.values())
+        self.files = self.bytes = 0
+        self.progress = progress
+
+    def add(self, files: int, size: int) -> None:
+        self.files += files
+        self.bytes += size
+        if self.progress is not None:
+            self.progress(self.files, self.total_files, self.bytes, self.total_bytes)
+
+
+def _mismatch(adapter_id: str, name: str, found: str | None) -> IntegrityError:
+    return IntegrityError(
+        f"adapter {adapter_id}: {name} does not match its record ({found or 'unreadable'}); "
+        "nothing was exported (run verify on it)"
+    )
+
+
+class _Hashing:
+    """A source file read by tarfile, hashed as it is read."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.digest = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = os.read(self.fd, n if n >= 0 else 1 << 20)
+        self.digest.update(chunk)
+        return chunk
+
+
+def _write_tar(
+    root: Path, path: Path, plans: list[_Planned], manifest: bytes, counter: _Counter
+) -> None:
+    with tarfile.TarFile(path, "w", format=tarfile.USTAR_FORMAT, copybufsize=1 << 20) as tar:
+        _add_bytes(tar, MANIFEST, manifest)
+        for plan in plans:
+            adapter_id = plan.record.id
+            for name in FILES:
+                size, expected = plan.files[name]
+                if name == _core.RECORD_FILE:
+                    _add_bytes(tar, member_name(adapter_id, name), plan.record_file)
+                    counter.add(1, size)
+                    continue
+                fd = os.open(
+                    adapter_directory(root, adapter_id) / name,
+                    os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                )
+                try:
+                    if os.fstat(fd).st_size != size:
+                        raise _mismatch(adapter_id, name, f"{os.fstat(fd).st_size} bytes")
+                    source = _Hashing(fd)
+                    tar.addfile(_info(member_name(adapter_id, name), size), source)
+                finally:
+                    os.close(fd)
+                if source.digest.hexdigest() != expected:
+                    raise _mismatch(adapter_id, name, source.digest.hexdigest())
+                counter.add(1, size)
+
+
+def _info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, 0o444, int(time.time())
+    return info
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    import io
+
+    tar.addfile(_info(name, len(data)), io.BytesIO(data))
+
+
+def _write_directory(
+    root: Path, path: Path, plans: list[_Planned], manifest: bytes, counter: _Counter
+) -> None:
+    path.mkdir()
+    (path / "adapters").mkdir()
+
+    def copy(plan: _Planned) -> _Planned:
+        directory = path / "adapters" / plan.record.id
+        directory.mkdir()
+        source = adapter_directory(root, plan.record.id)
+        for name in (_core.WEIGHTS_FILE, _core.CONFIG_FILE):
+            if os.path.islink(source / name):
+                raise _mismatch(plan.record.id, name, "a symlink")
+            shutil.copyfile(source / name, directory / name)
+        (directory / _core.RECORD_FILE).write_bytes(plan.record_file)
+        return plan
+
+    with ThreadPoolExecutor(_COPY_THREADS) as pool:
+        for plan in pool.map(copy, plans):
+            counter.add(1, plan.files[_core.RECORD_FILE][0])
+    items = [
+        (str(path / member_name(p.record.id, name)), p.files[name][1])
+        for p in plans
+        for name in (_core.WEIGHTS_FILE, _core.CONFIG_FILE)
+    ]
+    done = [0, 0]
+
+    def hashed(files: int, _total: int, size: int) -> None:
+        counter.add(files - done[0], size - done[1])
+        done[0], done[1] = files, size
+
+    outcomes = _core.verify_files(items, None, hashed)
+    for (member, _), (verdict, found, _size, _detail) in zip(items, outcomes, strict=True):
+        if verdict != "ok":
+            parts = Path(member).parts
+            raise _mismatch(parts[-2], parts[-1], found)
+    for entry in path.rglob("*"):
+        os.chmod(entry, 0o755 if entry.is_dir() else 0o444)
+    (path / MANIFEST).write_bytes(manifest)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+def syncfs(path: Path) -> None:
+    """Make every write to the filesystem holding ``path`` durable, in one call (``syncfs``):
+    what thousands of fsyncs, one per file, would do at a fraction of the cost."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.syncfs(fd) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"syncfs of {path}: {os.strerror(errno)}")
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield

@@ -1,0 +1,387 @@
+"""Import: the adapters of a bundle published and registered here, under their own ids.
+
+In order, for a bundle that opened (``bundles.open_bundle`` refused any hostile member):
+
+1. each adapter's manifest entry is checked as ``recover()`` checks a record on disk (every
+   rule ``store()`` applies), against its ``.record.json`` (they must agree on every immutable
+   column) and its config (rank, base model);
+2. each adapter already here with the same hashes is skipped (its mutable state here is left
+   as it is; the differences are reported); with other hashes, or a directory of that id
+   without a row, it is refused;
+3. every file of every adapter left is hashed against the manifest (and so the record),
+   before anything is registered;
+4. an adapter whose parent is neither here nor imported with it is refused, and so, in turn,
+   are its children;
+5. generation by generation (parents first), the adapters are staged and published on a pool
+   of threads by the core's exclusive publish, as ``store()`` does (the staged bytes are
+   hashed again as they are copied: what is published is what was checked); each publish
+   fsyncs the adapter's files and directory before it returns;
+6. the published adapters of a generation are registered in one transaction (rows, lineage
+   edges, tags, evaluation history as in the bundle): an adapter is registered only once its
+   files are durable. A crash before that commit leaves published directories that
+   ``recover()`` registers, or that the same import, run again, completes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy import insert
+
+from . import _core, queries, storing, validation
+from .bundles import FILES, MUTABLE, Bundle, BundledAdapter, ImportReport, open_bundle
+from .errors import (
+    AdapterAlreadyExistsError,
+    AdapterRegistryError,
+    IntegrityError,
+    InvalidAdapterError,
+)
+from .integrity import _check_recorded_fields
+from .lora_config import check_tensors, parse_config
+from .record import TABLE, AdapterRecord
+from .records import Records, adapter_directory, record_file_bytes, record_from_file
+from .tables import EDGES, EVALUATIONS, TAGS
+
+__all__ = ["import_bundle"]
+
+#: Stores in flight at once: each spends most of its time waiting on fsync, which the
+#: filesystem's journal then commits together.
+DEFAULT_THREADS = 8
+_Progress = Callable[[int, int, int, int], object]
+
+
+class _Aliases(Protocol):
+    """The registry's alias methods (``promoting.py``), which check what they set."""
+
+    def aliases(self) -> dict[str, str]: ...
+    def set_alias(self, alias: str, adapter_id: str, *, by: str | None = None) -> None: ...
+
+
+class _Run:
+    def __init__(self, records: Records, root: Path, bundle: Bundle, progress: _Progress | None):
+        self.records, self.root, self.bundle = records, root, bundle
+        self.report = ImportReport()
+        self.progress = progress
+        self.total_bytes = 0
+        self.total_files = 0
+
+    def refuse(self, adapter_id: str, err: AdapterRegistryError) -> None:
+        prefix = f"adapter {adapter_id}"
+        if prefix not in str(err):
+            args = (
+                (err.errno, f"{prefix}: {err}")
+                if isinstance(err, OSError)
+                else (f"{prefix}: {err}",)
+            )
+            err = type(err)(*args)
+        self.report.refused.setdefault(adapter_id, err)
+
+    def count(self, files: int, size: int) -> None:
+        self.report.files += files
+        self.report.bytes += size
+        if self.progress is not None:
+            self.progress(self.report.files, self.total_files, self.report.bytes, self.total_bytes)
+
+
+def import_bundle(
+    records: Records,
+    root: Path,
+    src: str | os.PathLike[str],
+    *,
+    aliases: _Aliases | None = None,
+    threads: int | None = None,
+    progress: _Progress | None = None,
+) -> ImportReport:
+    """See ``AdapterRegistry.import_bundle``; ``aliases`` (the registry) sets the bundle's
+    aliases that it lacks, when given."""
+    started = time.perf_counter()
+    workers = validation.check_threads(threads) or DEFAULT_THREADS
+    with open_bundle(src) as bundle:
+        run = _Run(records, root, bundle, progress)
+        adapters = {a.id: a for a in bundle.adapters}
+        for adapter in bundle.adapters:
+            try:
+                _check_entry(bundle, adapter)
+            except AdapterRegistryError as err:
+                run.refuse(adapter.id, err)
+            except (ValueError, TypeError, RecursionError) as err:  # a value of the wrong type
+                run.refuse(adapter.id, InvalidAdapterError(f"its manifest entry: {err}"))
+        present = _present(records, [a.id for a in bundle.adapters])
+        todo = [a for a in bundle.adapters if a.id not in run.report.refused]
+        todo = [a for a in todo if not _already_here(run, a, present.get(a.id))]
+        run.total_files = 2 * len(FILES) * len(todo)  # hashed, then published
+        run.total_bytes = 2 * sum(a.total_bytes for a in todo)
+        _verify_files(run, todo, workers)
+        levels = _levels(run, [a for a in todo if a.id not in run.report.refused], adapters)
+        for level in levels:
+            _import_level(run, level, workers)
+        if aliases is not None:
+            _import_aliases(run, aliases, bundle.aliases)
+    run.report.seconds = time.perf_counter() - started
+    return run.report
+
+
+def _check_entry(bundle: Bundle, adapter: BundledAdapter) -> None:
+    """What a bundle says of one adapter, checked before any of its bytes are hashed."""
+    record = adapter.record
+    _check_recorded_fields(record)
+    expected = {
+        _core.WEIGHTS_FILE: (record.file_size_bytes, record.file_hash),
+        _core.CONFIG_FILE: (None, record.config_hash),
+    }
+    for name in FILES:
+        size, digest = adapter.files[name]
+        want_size, want_digest = expected.get(name, (None, None))
+        if (want_size is not None and size != want_size) or (
+            want_digest is not None and digest != want_digest
+        ):
+            raise IntegrityError(f"the manifest's {name} is not the one its record names")
+        if not bundle.has(record.id, name):
+            raise IntegrityError(f"{name} is missing from the bundle")
+        if bundle.size(record.id, name) != size:
+            raise IntegrityError(
+                f"{name} is {bundle.size(record.id, name)} bytes in the bundle, "
+                f"not the {size} of the manifest (truncated?)"
+            )
+    written = record_from_file(bundle.read(record.id, _core.RECORD_FILE)).to_dict()
+    for column, value in record.to_dict().items():
+        if column not in MUTABLE and written[column] != value:
+            raise IntegrityError(f"the manifest and its {_core.RECORD_FILE} disagree on {column}")
+    lora = parse_config(bundle.read(record.id, _core.CONFIG_FILE))
+    storing.check_base_model(record.base_model_id, lora)
+    if record.rank != lora.r:
+        raise InvalidAdapterError(f"rank {record.rank} is not the config's r {lora.r}")
+    for key, value in adapter.tags.items():
+        validation.check_name("tag key", key)
+        validation.check_text(f"tag {key}", value)
+    for row in adapter.evaluations:
+        validation.check_text("metric", row["metric"], 128)
+        validation.check_finite("value", row["value"])
+        validation.check_optional_text("evaluator", row["evaluator"])
+        validation.check_optional_text("eval_set_hash", row["eval_set_hash"])
+        if row["details"] is not None:
+            details = json.loads(str(row["details"]))
+            row["details"] = validation.check_details(details)
+        storing.check_created_at(row["recorded_at"])
+
+
+def _present(records: Records, ids: list[str]) -> dict[str, AdapterRecord]:
+    found: dict[str, AdapterRecord] = {}
+    for start in range(0, len(ids), 500):
+        found.update(
+            (r.id, r) for r in records.select(queries.BY_IDS, ids=ids[start : start + 500])
+        )
+    return found
+
+
+def _already_here(run: _Run, adapter: BundledAdapter, here: AdapterRecord | None) -> bool:
+    """True for an adapter to skip (here with the same hashes); refuses one here with others."""
+    theirs = adapter.record
+    if here is None:
+        if os.path.lexists(adapter_directory(run.root, theirs.id)):
+            run.refuse(
+                theirs.id,
+                AdapterAlreadyExistsError(
+                    f"its directory {adapter_directory(run.root, theirs.id)} exists here without a "
+                    "row (run recover); nothing was written for it"
+                ),
+            )
+            return True
+        return False
+    if (here.file_hash, here.config_hash, here.file_size_bytes) != (
+        theirs.file_hash,
+        theirs.config_hash,
+        theirs.file_size_bytes,
+    ):
+        run.refuse(
+            theirs.id,
+            AdapterAlreadyExistsError(
+                "it is registered here with other files (other hashes); nothing was written for it"
+            ),
+        )
+        return True
+    run.report.skipped.append(theirs.id)
+    differences = [
+        f"{column}: {getattr(here, column)!r} here, {getattr(theirs, column)!r} in the bundle"
+        for column in MUTABLE
+        if getattr(here, column) != getattr(theirs, column)
+    ]
+    if differences:
+        run.report.differences[theirs.id] = differences
+    return True
+
+
+def _verify_files(run: _Run, todo: list[BundledAdapter], workers: int) -> None:
+    """Every file of every adapter to import, hashed against the manifest, before anything
+    is published or registered."""
+    items = [(a, name) for a in todo for name in FILES]
+
+    def digest(item: tuple[BundledAdapter, str]) -> str | AdapterRegistryError:
+        adapter, name = item
+        try:
+            return run.bundle.sha256(adapter.id, name)
+        except (AdapterRegistryError, OSError) as err:
+            return IntegrityError(f"{name} cannot be read from the bundle ({err})")
+
+    with ThreadPoolExecutor(workers) as pool:
+        for (adapter, name), found in zip(items, pool.map(digest, items), strict=True):
+            size, expected = adapter.files[name]
+            if isinstance(found, AdapterRegistryError):
+                run.refuse(adapter.id, found)
+            elif found != expected:
+                run.refuse(
+                    adapter.id,
+                    IntegrityError(
+                        f"{name} in the bundle does not match its manifest and record "
+                        f"(sha256 {found}, not {expected}); nothing was written for it"
+                    ),
+                )
+            run.count(1, size)
+
+
+def _levels(
+    run: _Run, todo: list[BundledAdapter], adapters: dict[str, BundledAdapter]
+) -> list[list[BundledAdapter]]:
+    """The adapters to import by generation within the bundle (parents in earlier lists);
+    those whose parent is neither here nor coming are refused."""
+    depth: dict[str, int] = {}
+    coming = {a.id for a in todo}
+    needed = {p for a in todo for p in a.record.parents if p not in coming}
+    here = _present(run.records, sorted(needed)).keys()
+    for adapter in todo:  # the manifest lists parents first (each checked below)
+        level = 0
+        for parent in adapter.record.parents:
+            if parent in depth:
+                level = max(level, depth[parent] + 1)
+            elif parent in here or parent in run.report.skipped:
+                continue
+            else:
+                why = "was refused" if parent in adapters else "is in neither the bundle nor here"
+                run.refuse(
+                    adapter.id,
+                    InvalidAdapterError(f"its parent {parent} {why}; nothing was written for it"),
+                )
+                break
+        else:
+            depth[adapter.id] = level
+    levels: list[list[BundledAdapter]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for adapter in todo:
+        if adapter.id in depth:
+            levels[depth[adapter.id]].append(adapter)
+    return levels
+
+
+def _import_level(run: _Run, level: list[BundledAdapter], workers: int) -> None:
+    level = [a for a in level if not any(p in run.report.refused for p in a.record.parents)]
+    for adapter in level:
+        for parent in adapter.record.parents:
+            if parent in run.report.refused:
+                run.refuse(adapter.id, InvalidAdapterError(f"its parent {parent} was refused"))
+    level = [a for a in level if a.id not in run.report.refused]
+    published: list[tuple[BundledAdapter, AdapterRecord]] = []
+    with ThreadPoolExecutor(workers) as pool:
+        for adapter, outcome in zip(
+            level, pool.map(lambda a: _publish(run, a), level), strict=True
+        ):
+            if isinstance(outcome, AdapterRegistryError):
+                run.refuse(adapter.id, outcome)
+            else:
+                published.append((adapter, outcome))
+                run.count(len(FILES), adapter.total_bytes)
+    if published:
+        _register(run, published)
+
+
+def _publish(run: _Run, adapter: BundledAdapter) -> AdapterRecord | AdapterRegistryError:
+    """Stage and publish one adapter exactly as store() does; its record as published."""
+    theirs = adapter.record
+    try:
+        config = run.bundle.read(theirs.id, _core.CONFIG_FILE)
+        weights = _core.open_weights(run.bundle.source(theirs.id, _core.WEIGHTS_FILE))
+        try:
+            check_tensors(parse_config(config), weights.tensors)
+            staged = weights.stage(str(run.root), theirs.id, config)
+        finally:
+            weights.close()
+        _core.crash_point("staged")
+        try:
+            if (staged.file_hash, staged.file_size, staged.config_hash) != (
+                theirs.file_hash,
+                theirs.file_size_bytes,
+                theirs.config_hash,
+            ):
+                raise IntegrityError("its files changed in the bundle while it was imported")
+            # Every column as in the bundle but file_path: where this registry wrote the file.
+            record = AdapterRecord(
+                **{
+                    **theirs.to_dict(),
+                    "file_path": str(adapter_directory(run.root, theirs.id) / _core.WEIGHTS_FILE),
+                }
+            )
+            staged.publish(
+                theirs.id,
+                record_file_bytes(record),
+                exclusive_claim=os.environ.get(storing.FORCE_CLAIM_ENV) == "1",
+            )
+        finally:
+            staged.discard()
+    except AdapterRegistryError as err:
+        return err
+    except OSError as err:
+        return IntegrityError(f"the bundle could not be read ({err})")
+    record._root = run.root
+    return record
+
+
+def _register(run: _Run, published: list[tuple[BundledAdapter, AdapterRecord]]) -> None:
+    """Rows, edges, tags and history of published adapters, in one transaction."""
+    _core.crash_point("published")
+    evaluations = 0
+    with run.records.db.write() as conn:
+        for adapter, record in published:
+            conn.execute(insert(TABLE).values(record.to_dict()))
+            if record.parents:
+                conn.execute(
+                    insert(EDGES), [{"parent_id": p, "child_id": record.id} for p in record.parents]
+                )
+            if adapter.tags:
+                conn.execute(
+                    insert(TAGS),
+                    [
+                        {"adapter_id": record.id, "key": k, "value": v}
+                        for k, v in adapter.tags.items()
+                    ],
+                )
+            if adapter.evaluations:
+                conn.execute(
+                    insert(EVALUATIONS),
+                    [{"adapter_id": record.id, **row} for row in adapter.evaluations],
+                )
+                evaluations += len(adapter.evaluations)
+        _core.crash_point("inserted")
+    run.report.imported.extend(adapter.id for adapter, _ in published)
+    run.report.evaluations += evaluations
+
+
+def _import_aliases(run: _Run, target: _Aliases, aliases: dict[str, str]) -> None:
+    """The bundle's aliases this registry lacks, each pointing at an adapter now here."""
+    have = target.aliases()
+    for alias, adapter_id in aliases.items():
+        if alias in have:
+            run.report.aliases_skipped.append((alias, f"set here already (to {have[alias]})"))
+            continue
+        if adapter_id in run.report.refused or not run.records.exists(adapter_id):
+            run.report.aliases_skipped.append((alias, f"adapter {adapter_id} is not here"))
+            continue
+        try:
+            target.set_alias(alias, adapter_id, by="import")
+        except AdapterRegistryError as err:
+            run.report.aliases_skipped.append((alias, str(err)))
+            continue
+        run.report.aliases_set.append(alias)
