@@ -177,6 +177,7 @@ def test_ls_json_filters_sorts_and_limits(home: Path, family: dict[str, AdapterR
 
 
 def test_ls_on_an_empty_registry(home: Path) -> None:
+    AdapterRegistry(home=home).close()  # the CLI's ls never creates one (test_cli_no_create)
     result = run(home, "ls")
     assert result.exit_code == 0 and result.stdout == "" and "no adapters" in result.stderr
     assert run_json(home, "ls") == []
@@ -558,6 +559,7 @@ def test_home_root_and_db_url_from_options_and_environment(
     # RUNE_HOME as the default home, --home over it.
     result = CliRunner().invoke(cli, ["ls", "-a", "--json"], env={"RUNE_HOME": str(home)})
     assert {r["id"] for r in json.loads(result.stdout)} == ids
+    AdapterRegistry(home=tmp_path / "elsewhere").close()
     result = CliRunner().invoke(
         cli, ["--home", str(tmp_path / "elsewhere"), "ls", "--json"], env={"RUNE_HOME": str(home)}
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from adapter_registry import AdapterRegistry
 from adapter_registry._lora_files import lora_bytes, lora_config
 from adapter_registry.cli import cli
 
@@ -48,6 +49,7 @@ def test_the_installed_script_runs(tmp_path: Path) -> None:
     script = shutil.which("adapter-registry", path=str(Path(sys.executable).parent))
     assert script is not None, "the package installs the adapter-registry console script"
     home = tmp_path / "home"
+    AdapterRegistry(home=home).close()  # stats never creates a registry (test_cli_no_create)
     env = {**os.environ, "RUNE_HOME": str(home)}
     done = subprocess.run([script, "stats", "--json"], capture_output=True, text=True, env=env,
                           timeout=120)  # fmt: skip

@@ -15,6 +15,8 @@ from .errors import (
     IntegrityError,
     InvalidAdapterError,
     MissingDependencyError,
+    RegistryMismatchError,
+    RegistryNotFoundError,
 )
 from .record import AdapterRecord
 from .registry import AdapterRegistry
@@ -35,6 +37,8 @@ __all__ = [
     "InvalidAdapterError",
     "MissingDependencyError",
     "RecoveryReport",
+    "RegistryMismatchError",
+    "RegistryNotFoundError",
     "VerifyReport",
     "__version__",
 ]

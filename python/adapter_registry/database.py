@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
+from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -25,6 +25,8 @@ from sqlalchemy.sql import Select
 
 from . import fast_reads, schema
 from .errors import AdapterStorageError
+from .home import shown_url
+from .record import TABLE
 
 __all__ = ["Database"]
 
@@ -101,7 +103,6 @@ class Database:
                     f"database URL {url!r} cannot be used: an in-memory SQLite database does "
                     "not outlive the process; give a file (sqlite:///path/registry.db)"
                 )
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             options["connect_args"] = {"timeout": BUSY_TIMEOUT_MS / 1000}
         else:
             # A server may restart under us: test each pooled connection before handing it out.
@@ -116,13 +117,36 @@ class Database:
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
         self.write_engine = self.engine.execution_options(**{_WRITE: True})
-        self._create_schema()
-        self._raw = fast_reads.reader_for(parsed, connect_timeout)
+        #: The database as messages name it (a SQLite file's path; a URL without password).
+        self.shown = shown_url(parsed)
+        self._raw: fast_reads.RawReader | None = None
+        self._connect_timeout = connect_timeout
         self._compiled: dict[int, tuple[Select[Any], str, tuple[str, ...], dict[str, Any]]] = {}
 
-    def _create_schema(self) -> None:
+    def exists(self) -> bool:
+        """Whether a registry's schema is there; read-only (a SQLite file that is not there is
+        not created)."""
+        url = self.engine.url
+        if self.dialect == "sqlite" and not Path(url.database or "").expanduser().is_file():
+            return False
+        with self._translated(), self.engine.connect() as conn:
+            return bool(inspect(conn).has_table(TABLE.name))
+
+    def ensure_schema(self) -> None:
+        """Create the database (a SQLite file and its folder) where absent, and bring its
+        schema to this release's; then open the raw read path."""
+        if self.dialect == "sqlite":
+            folder = Path(self.engine.url.database or "").expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise AdapterStorageError(
+                    err.errno, f"database {self.shown} cannot be created: {err.strerror}"
+                ) from err
         with self._translated():
             schema.ensure(self.engine, self.write_engine)
+        if self._raw is None:
+            self._raw = fast_reads.reader_for(self.engine.url, self._connect_timeout)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

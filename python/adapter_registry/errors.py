@@ -21,6 +21,8 @@ __all__ = [
     "InvalidAdapterError",
     "InvalidBundleError",
     "MissingDependencyError",
+    "RegistryMismatchError",
+    "RegistryNotFoundError",
 ]
 
 
@@ -61,6 +63,17 @@ class AdapterStorageError(AdapterRegistryError, OSError):
         if self.errno is not None and self.strerror is not None:
             return str(self.strerror)
         return super().__str__()
+
+
+class RegistryNotFoundError(AdapterRegistryError, LookupError):
+    """Opened with ``create=False`` where no registry is: no database (or no registry schema in
+    it), or no root. The message begins "no registry at " and names the path or URL; nothing
+    was created."""
+
+
+class RegistryMismatchError(AdapterRegistryError):
+    """A root and a database that belong to different registries (or that disagree about the
+    adapters they hold) were opened together; the message names both. Nothing was written."""
 
 
 class FilesNotStoredWarning(UserWarning):

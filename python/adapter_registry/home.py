@@ -22,6 +22,8 @@ __all__ = [
     "home_db_url",
     "home_root",
     "locate",
+    "make_root",
+    "shown_url",
 ]
 
 #: The registry home when none is given (default ``~/.rune``).
@@ -49,18 +51,36 @@ def home_db_url(home: Path) -> URL:
     return URL.create("sqlite", database=str(home / DATABASE_NAME))
 
 
-def locate(root: str | os.PathLike[str] | None, db_url: str | URL | None) -> tuple[Path, str | URL]:
-    """The absolute root and the database URL of a registry, defaults applied: the root of
-    the default home; ``$RUNE_DB_URL``, else the default home's database. The root is created
-    if absent (AdapterStorageError if it cannot be)."""
-    home = default_home()
-    where = Path(root if root is not None else home_root(home)).expanduser().resolve()
+def locate(
+    root: str | os.PathLike[str] | None,
+    db_url: str | URL | None,
+    home: str | os.PathLike[str] | None = None,
+) -> tuple[Path, str | URL]:
+    """The absolute root and the database URL of a registry, defaults applied (nothing is
+    created here): ``root`` and ``db_url`` where given; else the home's root and database,
+    where the home is ``home`` if given (``$RUNE_DB_URL`` is then not read), else
+    ``$RUNE_HOME``/``~/.rune`` (with ``$RUNE_DB_URL`` before its database)."""
+    base = default_home() if home is None else Path(home).expanduser().absolute()
+    where = Path(root if root is not None else home_root(base)).expanduser().resolve()
+    if db_url is None:
+        from_env = os.environ.get(DB_URL_ENV) if home is None else None
+        db_url = from_env or home_db_url(base)
+    return where, db_url
+
+
+def make_root(where: Path) -> None:
+    """Create the adapter root if absent (AdapterStorageError if it cannot be)."""
     try:
         where.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise AdapterStorageError(
             err.errno, f"adapter root {where} cannot be created: {err.strerror}"
         ) from err
-    if db_url is None:
-        db_url = os.environ.get(DB_URL_ENV) or home_db_url(home)
-    return where, db_url
+
+
+def shown_url(url: URL) -> str:
+    """A database as a message names it: a SQLite file by its path, a server by its URL
+    without the password."""
+    if url.get_backend_name() == "sqlite":
+        return str(Path(url.database or "").expanduser())
+    return url.render_as_string(hide_password=True)

@@ -12,10 +12,9 @@ from typing import Any
 from sqlalchemy import URL
 
 from . import integrity, queries, storing
-from .database import Database
 from .evaluating import Evaluating
 from .finding import Finding
-from .home import locate
+from .identity import open_registry
 from .inputs import ConfigInput, WeightsInput
 from .integrity import ProgressCallback
 from .moving import Moving
@@ -31,17 +30,21 @@ class AdapterRegistry(Finding, Promoting, Evaluating, Moving):
     """A write-once store of LoRA adapters: files under ``root``, metadata in a database.
 
     Args:
-        root: The adapter root; default ``$RUNE_HOME/adapters`` (``RUNE_HOME`` defaults to
-            ``~/.rune``). Created if absent.
+        root: The adapter root; default ``{home}/adapters``.
         db_url: A SQLite URL (one host) or ``postgresql+psycopg://...`` (many hosts sharing one
-            root: see the README); default ``$RUNE_DB_URL``, else SQLite at
-            ``$RUNE_HOME/adapter_registry.db``. Created if absent; its schema is brought to
-            this release's.
+            root: see the README); default ``$RUNE_DB_URL`` (when ``home`` is not given), else
+            SQLite at ``{home}/adapter_registry.db``. Its schema is brought to this release's.
+        home: Where the root and the database are when not given, as the CLI's ``--home``;
+            default ``$RUNE_HOME``, else ``~/.rune``.
+        create: Create the root and the database where absent (the default). With False, a
+            registry that is not there is ``RegistryNotFoundError`` and nothing is created.
         pool_size: Connections kept open to the database.
         pool_timeout: Seconds to wait for a pooled connection.
         connect_timeout: Seconds to reach a database server.
 
     Raises:
+        RegistryNotFoundError: ``create=False`` and no registry is there.
+        RegistryMismatchError: The root and the database belong to different registries.
         AdapterStorageError: The root cannot be created, or the database cannot be used.
 
     A registry is a context manager; leaving it (or ``close()``) closes its connections.
@@ -52,15 +55,17 @@ class AdapterRegistry(Finding, Promoting, Evaluating, Moving):
         root: str | os.PathLike[str] | None = None,
         db_url: str | URL | None = None,
         *,
+        home: str | os.PathLike[str] | None = None,
+        create: bool = True,
         pool_size: int = 5,
         pool_timeout: float = 30.0,
         connect_timeout: float = 10.0,
     ) -> None:
-        self.root, url = locate(root, db_url)
-        self.db_url = str(url)
-        self._db = Database(
-            url, pool_size=pool_size, pool_timeout=pool_timeout, connect_timeout=connect_timeout
-        )
+        self.root, self._db = open_registry(
+            root, db_url, home, create=create, pool_size=pool_size,
+            pool_timeout=pool_timeout, connect_timeout=connect_timeout,
+        )  # fmt: skip
+        self.db_url = self._db.engine.url.render_as_string(hide_password=False)
         self._records = Records(self._db, self.root)
 
     def close(self) -> None:

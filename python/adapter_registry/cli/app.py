@@ -122,14 +122,17 @@ class Settings:
     home_from_command_line: bool = False
     _registry: AdapterRegistry | None = None
 
-    def registry(self) -> AdapterRegistry:
+    def registry(self, create: bool = False) -> AdapterRegistry:
+        """The registry the options name, opened on first use. Only the commands that may
+        make a registry (store, import, demo) pass ``create=True``; for every other one a
+        registry that is not there is "no registry at ...", and nothing is created."""
         if self._registry is None:
             root = self.root
             db_url: str | URL | None = self.db_url
             if self.home is not None:
                 root = root or home_root(self.home)
                 db_url = db_url or home_db_url(self.home)
-            self._registry = AdapterRegistry(root=root, db_url=db_url)
+            self._registry = AdapterRegistry(root=root, db_url=db_url, create=create)
         return self._registry
 
     def adapter_id(self, name: str) -> str:

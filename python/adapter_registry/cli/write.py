@@ -107,7 +107,7 @@ def store(
             f"{path} is a file: give its adapter_config.json with --config, "
             "or store the PEFT adapter directory"
         )
-    registry = settings.registry()
+    registry = settings.registry(create=True)
     # The id is chosen here so that an error about the input can name the input instead.
     adapter_id = str(uuid.uuid4())
     left_out: list[warnings.WarningMessage] = []
