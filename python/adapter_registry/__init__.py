@@ -14,13 +14,14 @@ from .errors import (
     FilesNotStoredWarning,
     IntegrityError,
     InvalidAdapterError,
+    InvalidBundleError,
     MissingDependencyError,
     RegistryMismatchError,
     RegistryNotFoundError,
 )
 from .record import AdapterRecord
 from .registry import AdapterRegistry
-from .reports import RecoveryReport, VerifyReport
+from .reports import ExportReport, ImportReport, RecoveryReport, VerifyReport
 from .tables import AliasMove, Evaluation
 
 __all__ = [
@@ -32,9 +33,12 @@ __all__ = [
     "AdapterStorageError",
     "AliasMove",
     "Evaluation",
+    "ExportReport",
     "FilesNotStoredWarning",
+    "ImportReport",
     "IntegrityError",
     "InvalidAdapterError",
+    "InvalidBundleError",
     "MissingDependencyError",
     "RecoveryReport",
     "RegistryMismatchError",

@@ -28,12 +28,12 @@ import stat
 import tarfile
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import _core, validation
-from .errors import AdapterRegistryError, IntegrityError, InvalidAdapterError, InvalidBundleError
+from .errors import IntegrityError, InvalidAdapterError, InvalidBundleError
 from .record import AdapterRecord
 from .records import record_from_file
 
@@ -44,8 +44,6 @@ __all__ = [
     "MANIFEST",
     "Bundle",
     "BundledAdapter",
-    "ExportReport",
-    "ImportReport",
     "member_name",
     "open_bundle",
 ]
@@ -65,51 +63,6 @@ _EVALUATION_KEYS = ("metric", "value", "evaluator", "eval_set_hash", "details", 
 
 def member_name(adapter_id: str, name: str) -> str:
     return f"{ADAPTERS_DIR}/{adapter_id}/{name}"
-
-
-@dataclass
-class ExportReport:
-    """What ``export`` (or ``backup``) wrote."""
-
-    #: The bundle: a directory, or a ``.tar``.
-    path: Path
-    #: The adapters in it, parents first.
-    adapters: list[str] = field(default_factory=list)
-    files: int = 0
-    bytes: int = 0
-    seconds: float = 0.0
-
-
-@dataclass
-class ImportReport:
-    """What ``import_bundle`` did, adapter by adapter."""
-
-    #: Published and registered here, parents first.
-    imported: list[str] = field(default_factory=list)
-    #: Already here with the same hashes: left as they are (mutable state included).
-    skipped: list[str] = field(default_factory=list)
-    #: For a skipped adapter, how its mutable state here differs from the bundle's (one line
-    #: each, e.g. "fitness_score: 0.5 here, 0.7 in the bundle").
-    differences: dict[str, list[str]] = field(default_factory=dict)
-    #: Adapters not imported, with the typed error that says why; nothing was written for them.
-    refused: dict[str, AdapterRegistryError] = field(default_factory=dict)
-    #: Aliases set here (with ``with_aliases``), and those left out with the reason.
-    aliases_set: list[str] = field(default_factory=list)
-    aliases_skipped: list[tuple[str, str]] = field(default_factory=list)
-    #: Evaluation history rows written, as they are in the bundle.
-    evaluations: int = 0
-    files: int = 0
-    bytes: int = 0
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.refused
-
-    def raise_for_status(self) -> None:
-        """Raise the error of the first refused adapter (its message names it), unless ok."""
-        for error in self.refused.values():
-            raise error
 
 
 @dataclass

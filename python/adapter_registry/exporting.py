@@ -31,7 +31,6 @@ from . import _core
 from .bundles import (
     FILES,
     MANIFEST,
-    ExportReport,
     manifest_bytes,
     manifest_entry,
     member_name,
@@ -41,6 +40,7 @@ from .database import Database
 from .errors import IntegrityError, InvalidBundleError
 from .record import TABLE, AdapterRecord
 from .records import Records, adapter_directory, read_small_file, record_from_row
+from .reports import ExportReport
 from .tables import ALIASES, EVALUATIONS, TAGS
 
 __all__ = ["Snapshot", "TransferProgress", "read_snapshot", "syncfs", "write_bundle"]

@@ -35,7 +35,7 @@ from typing import Protocol
 from sqlalchemy import insert
 
 from . import _core, queries, storing, validation
-from .bundles import FILES, MUTABLE, Bundle, BundledAdapter, ImportReport, open_bundle
+from .bundles import FILES, MUTABLE, Bundle, BundledAdapter, open_bundle
 from .errors import (
     AdapterAlreadyExistsError,
     AdapterRegistryError,
@@ -46,6 +46,7 @@ from .integrity import _check_recorded_fields
 from .lora_config import check_tensors, parse_config
 from .record import TABLE, AdapterRecord
 from .records import Records, adapter_directory, record_file_bytes, record_from_file
+from .reports import ImportReport
 from .tables import EDGES, EVALUATIONS, TAGS
 
 __all__ = ["import_bundle"]

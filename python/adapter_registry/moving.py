@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any, cast
 
 from . import importing
-from .bundles import ExportReport, ImportReport
 from .errors import InvalidAdapterError
 from .exporting import TransferProgress, chosen_ids, read_snapshot, write_bundle
 from .finding import Finding
 from .promoting import Promoting
 from .records import Records
+from .reports import ExportReport, ImportReport
 
 __all__ = ["Moving", "TransferProgress"]
 

@@ -1,12 +1,13 @@
-"""What verify_all() and recover() hand back."""
+"""What verify_all(), recover(), export() and import_bundle() hand back."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from .errors import IntegrityError
+from .errors import AdapterRegistryError, IntegrityError
 
-__all__ = ["RecoveryReport", "VerifyReport"]
+__all__ = ["ExportReport", "ImportReport", "RecoveryReport", "VerifyReport"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,48 @@ class RecoveryReport:
     @property
     def clean(self) -> bool:
         return not (self.unregistered or self.missing)
+
+
+@dataclass
+class ExportReport:
+    """What ``export`` (or ``backup``) wrote."""
+
+    #: The bundle: a directory, or a ``.tar``.
+    path: Path
+    #: The adapters in it, parents first.
+    adapters: list[str] = field(default_factory=list)
+    files: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class ImportReport:
+    """What ``import_bundle`` did, adapter by adapter."""
+
+    #: Published and registered here, parents first.
+    imported: list[str] = field(default_factory=list)
+    #: Already here with the same hashes: left as they are (mutable state included).
+    skipped: list[str] = field(default_factory=list)
+    #: For a skipped adapter, how its mutable state here differs from the bundle's (one line
+    #: each, e.g. "fitness_score: 0.5 here, 0.7 in the bundle").
+    differences: dict[str, list[str]] = field(default_factory=dict)
+    #: Adapters not imported, with the typed error that says why; nothing was written for them.
+    refused: dict[str, AdapterRegistryError] = field(default_factory=dict)
+    #: Aliases set here (with ``with_aliases``), and those left out with the reason.
+    aliases_set: list[str] = field(default_factory=list)
+    aliases_skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: Evaluation history rows written, as they are in the bundle.
+    evaluations: int = 0
+    files: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused
+
+    def raise_for_status(self) -> None:
+        """Raise the error of the first refused adapter (its message names it), unless ok."""
+        for error in self.refused.values():
+            raise error
