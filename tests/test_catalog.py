@@ -171,7 +171,11 @@ def test_migration_0003_fills_the_edges_from_existing_rows(
         for row in rows:
             conn.execute(text(f"INSERT INTO adapter_records ({columns}) VALUES ({values})"), row)
     engine.dispose()
-    reopened = AdapterRegistry(root=home / "adapters", db_url=old_url)
+    # Its root as that release left it: the adapters, no registry marker (README: a registry
+    # made before registry ids is bound on its first open).
+    old_root = tmp_path / "old-root"
+    shutil.copytree(registry.root, old_root, ignore=shutil.ignore_patterns(".registry.json"))
+    reopened = AdapterRegistry(root=old_root, db_url=old_url)
     assert _ids(reopened.children(parent.id)) == [child.id]
     assert _ids(reopened.search(parent_id=parent.id)) == [child.id]
     reopened.close()

@@ -553,7 +553,7 @@ def test_recover_registers_what_a_crashed_store_published(
 
 
 def test_home_root_and_db_url_from_options_and_environment(
-    home: Path, registry: AdapterRegistry, family: dict[str, AdapterRecord], tmp_path: Path
+    home: Path, family: dict[str, AdapterRecord], tmp_path: Path
 ) -> None:
     ids = {r.id for r in family.values()}
     # RUNE_HOME as the default home, --home over it.
@@ -564,15 +564,17 @@ def test_home_root_and_db_url_from_options_and_environment(
         cli, ["--home", str(tmp_path / "elsewhere"), "ls", "--json"], env={"RUNE_HOME": str(home)}
     )
     assert json.loads(result.stdout) == []
-    # --root and --db-url alone: conftest's registry keeps its rows in registry.db.
-    other = put(registry, 31)
-    url = registry.db_url
+    # --root and --db-url alone: another registry, which keeps its rows in registry.db.
+    elsewhere = tmp_path / "other"
+    url = f"sqlite:///{elsewhere / 'registry.db'}"
+    with AdapterRegistry(root=elsewhere / "adapters", db_url=url) as registry:
+        other = put(registry, 31)
     result = CliRunner().invoke(
-        cli, ["--root", str(registry.root), "--db-url", url, "ls", "--json"]
+        cli, ["--root", str(elsewhere / "adapters"), "--db-url", url, "ls", "--json"]
     )
     assert [r["id"] for r in json.loads(result.stdout)] == [other.id]
     result = CliRunner().invoke(
-        cli, ["--home", str(home), "show", other.id, "--json"], env={"RUNE_DB_URL": url}
+        cli, ["--home", str(elsewhere), "show", other.id, "--json"], env={"RUNE_DB_URL": url}
     )
     assert result.exit_code == 0 and json.loads(result.stdout)["record"]["id"] == other.id
 

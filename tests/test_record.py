@@ -38,7 +38,9 @@ def test_directory_follows_the_registry_not_the_recorded_path(
     for record in (again.retrieve_by_id(child.id), *again.search(parent_id=parent.id)):
         assert record.directory == moved / "adapters" / child.id
         assert (record.directory / _core.CONFIG_FILE).is_file()
-        assert Path(record.file_path).parent != record.directory  # the recorded place is gone
+        assert record.file_path == str(record.directory / _core.WEIGHTS_FILE)  # now
+        assert Path(record.recorded_file_path).parent != record.directory  # where written
+        assert record.to_dict()["file_path"] == record.recorded_file_path
     again.close()
 
 

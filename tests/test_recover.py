@@ -215,5 +215,6 @@ def test_a_copy_of_an_adapter_under_another_id_is_reported_not_registered(
     record_file.chmod(0o644)
     record_file.write_text(json.dumps({**moved, "id": copy_id}))
     [(name, why)] = registry.recover().unregistered
-    assert name == copy_id and why == f"{_core.RECORD_FILE} describes another adapter ({copy_id})"
+    assert name == copy_id
+    assert why == f"{_core.RECORD_FILE} names another adapter's file ({moved['file_path']})"
     assert rows(registry) == 1

@@ -1,19 +1,113 @@
-"""Opening a registry: its root and its database found, checked to exist (``create=False``)
-or created (``create=True``), and checked to belong together.
+"""Opening a registry: its root and its database found, checked to exist (``create=False``) or
+created, and checked to be one registry: both hold the same registry id (``binding.py``).
+
+The whole matrix (the README's "One registry, wherever it lives" writes it out):
+
+=======================  ========================  ========================  =====================
+root \\ database          new (or no adapters)      bound to this root        bound elsewhere
+=======================  ========================  ========================  =====================
+new (no marker)          bound together (a root's  (cannot be: the root       mismatch, unless the
+                         adapters left unadopted)  would hold its id)        database has no
+                                                                             adapters: then bound
+bound to this database   (cannot be)               opened                    (cannot be)
+bound elsewhere          mismatch                  (cannot be)               mismatch
+=======================  ========================  ========================  =====================
+
+A registry made before registry ids (a database with adapters and no id, a root without a
+marker) is bound on its first open when the two agree: some adapter is in both.
+
+Every check is made before anything is created (a mismatch creates no root, no database, no
+table); the binding itself is made again under the database's lock (SQLite's write lock, a
+PostgreSQL advisory lock), so that processes and hosts opening one new registry at once agree
+on one id: the database's row first, then the root's marker, created exclusively.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import URL
+from sqlalchemy import URL, Connection, text
 
+from .binding import (
+    Marker,
+    adapter_entries,
+    create_marker,
+    has_adapters,
+    insert_identity,
+    new_registry_id,
+    read_identity,
+    read_marker,
+    registered_ids,
+)
 from .database import Database
-from .errors import RegistryNotFoundError
+from .errors import RegistryMismatchError, RegistryNotFoundError
 from .home import locate, make_root
 
 __all__ = ["open_registry"]
+
+#: The PostgreSQL advisory lock key that serializes binding ("adapter_registry identity").
+_PG_LOCK = 0x0ADA_1D01
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What opening does: the registry id (None: a new one), whether the database's row and
+    the root's marker are to be written, and the root's adapters left for adoption."""
+
+    registry_id: str | None
+    insert: bool = False
+    bind_root: bool = False
+    unadopted: tuple[str, ...] = ()
+
+
+def _decide(
+    root: Path,
+    database: str,
+    db_id: str | None,
+    db_has_adapters: bool,
+    db_ids: Callable[[], set[str]],
+) -> _Plan:
+    """The matrix: what to do with this root and this database, or RegistryMismatchError."""
+    marker = read_marker(root)
+    entries = adapter_entries(root)
+    if marker is not None:
+        if db_id == marker.registry_id:
+            return _Plan(db_id)
+        if db_id is None:
+            holds = "adapters but no registry id" if db_has_adapters else "no registry"
+            raise RegistryMismatchError(
+                f"root {root} belongs to registry {marker.registry_id}, and database "
+                f"{database} holds {holds}: they are not one registry"
+            )
+        raise RegistryMismatchError(
+            f"root {root} belongs to registry {marker.registry_id}, database {database} to "
+            f"registry {db_id}: they are not one registry"
+        )
+    if db_id is not None:
+        if db_has_adapters:
+            raise RegistryMismatchError(
+                f"database {database} belongs to registry {db_id}, and root {root} is bound "
+                f"to no registry ({len(entries)} entries): they are not one registry"
+            )
+        return _Plan(db_id, bind_root=True, unadopted=tuple(entries))
+    if not db_has_adapters:
+        return _Plan(None, insert=True, bind_root=True, unadopted=tuple(entries))
+    if not set(entries) & db_ids():  # made before registry ids: do the two agree?
+        raise RegistryMismatchError(
+            f"root {root} and database {database} have no adapter in common (neither holds "
+            "a registry id yet): they are not one registry"
+        )
+    return _Plan(None, insert=True, bind_root=True)
+
+
+def _decide_on(conn: Connection, root: Path, database: str) -> _Plan:
+    return _decide(
+        root, database, read_identity(conn), has_adapters(conn), lambda: registered_ids(conn)
+    )
 
 
 def open_registry(
@@ -25,12 +119,14 @@ def open_registry(
     pool_size: int,
     pool_timeout: float,
     connect_timeout: float,
-) -> tuple[Path, Database]:
-    """The root and the database of a registry, ready to use.
+) -> tuple[Path, Database, str]:
+    """The root, the database and the registry id of a registry, ready to use.
 
     Raises:
         RegistryNotFoundError: ``create`` is false and the database (or its registry schema)
             or the root is not there. Nothing was created.
+        RegistryMismatchError: The root and the database are not one registry. Nothing was
+            created or written.
         AdapterStorageError: The root or the database cannot be created or used.
     """
     where, url = locate(root, db_url, home)
@@ -38,14 +134,44 @@ def open_registry(
         url, pool_size=pool_size, pool_timeout=pool_timeout, connect_timeout=connect_timeout
     )
     try:
-        if not create:
-            if not db.exists():
-                raise RegistryNotFoundError(f"no registry at {db.shown}: no registry database")
-            if not where.is_dir():
-                raise RegistryNotFoundError(f"no registry at {where}: the adapter root is missing")
-        make_root(where)
-        db.ensure_schema()
+        return where, db, _open(db, where, create)
     except BaseException:
         db.dispose()
         raise
-    return where, db
+
+
+def _open(db: Database, root: Path, create: bool) -> str:
+    exists = db.exists()
+    if not create:
+        if not exists:
+            raise RegistryNotFoundError(f"no registry at {db.shown}: no registry database there")
+        if not root.is_dir():
+            raise RegistryNotFoundError(f"no registry at {root}: the adapter root is missing")
+    if exists:  # read-only: a refusal writes nothing
+        with db.read() as conn:
+            plan = _decide_on(conn, root, db.shown)
+    else:
+        plan = _decide(root, db.shown, None, False, set)
+    if not (plan.insert or plan.bind_root):
+        db.ensure_schema()
+        assert plan.registry_id is not None
+        return plan.registry_id
+    make_root(root)
+    db.ensure_schema()
+    with db.write() as conn:  # again, under the lock: another opener may have bound it
+        if db.dialect == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK})
+        plan = _decide_on(conn, root, db.shown)
+        registry_id = plan.registry_id or new_registry_id()
+        if plan.insert:
+            bound_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+            insert_identity(conn, registry_id, bound_at)
+    if plan.bind_root:  # after the commit: a crash between leaves a database whose root is
+        # not bound yet, which the next open binds (a database with no adapters takes a root)
+        found = create_marker(root, Marker(registry_id, plan.unadopted))
+        if found.registry_id != registry_id:
+            raise RegistryMismatchError(
+                f"root {root} was bound to registry {found.registry_id} while database "
+                f"{db.shown} was bound to registry {registry_id}: they are not one registry"
+            )
+    return registry_id

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _core, queries, storing, validation
+from .binding import Marker, read_marker, replace_marker
 from .errors import (
     AdapterNotFoundError,
     AdapterRegistryError,
@@ -24,7 +25,13 @@ from .errors import (
 )
 from .lora_config import LoraConfig, check_tensors, parse_config
 from .record import AdapterRecord
-from .records import Records, adapter_directory, read_small_file, record_from_file
+from .records import (
+    Records,
+    adapter_directory,
+    names_this_adapter,
+    read_small_file,
+    record_from_file,
+)
 from .reports import RecoveryReport, VerifyReport
 
 __all__ = ["ProgressCallback", "recover", "verify_records", "verify_stored"]
@@ -80,10 +87,11 @@ def _verify_rows(
     (every file opened once, hashed, its mode and inode from that descriptor), the row rules
     are checked here, and a report is made per row, in order."""
     verdicts = _core.verify_adapters(
-        [(adapter_directory(root, r[0]), r[1], r[2], r[3], r[4]) for r in rows],
+        [(adapter_directory(root, r[0]), r[1], r[2], r[3], _path_to_check(root, r[0], r[4]))
+         for r in rows],
         validation.check_threads(threads),
         progress,
-    )
+    )  # fmt: skip
     reports = []
     for row, (status, problems) in zip(rows, verdicts, strict=True):
         broken = _row_problems(*row[5:])
@@ -91,6 +99,16 @@ def _verify_rows(
             status = "mismatch"
         reports.append(VerifyReport(row[0], status, (*problems, *broken)))
     return reports
+
+
+def _path_to_check(root: Path, adapter_id: str, recorded: str) -> str | Path:
+    """What the core checks the row's file_path against: the file is always found from the
+    root and the id, and a recorded path that names this adapter's weights in some root (where
+    it was written, before the registry was moved or copied) agrees with it; any other path
+    (another adapter's, a relative one, /etc/passwd) is passed on, and the core reports it."""
+    if names_this_adapter(recorded, adapter_id):
+        return adapter_directory(root, adapter_id) / _core.WEIGHTS_FILE
+    return recorded
 
 
 def _row_problems(pass_rate: Any, fitness_score: Any, version: Any, generation: Any) -> list[str]:
@@ -109,20 +127,27 @@ def _row_problems(pass_rate: Any, fitness_score: Any, version: Any, generation: 
     return problems
 
 
-def recover(records: Records, root: Path) -> RecoveryReport:
+def recover(records: Records, root: Path, adopt: bool = False) -> RecoveryReport:
     """See ``AdapterRegistry.recover``.
 
     The trust model: whoever can write to the root can store adapters. What recover()
     registers is consistent with its files and its parents (every rule store() applies, applied
-    again by the same code), not proof of who made it.
+    again by the same code), not proof of who made it. The adapters that were in the root when
+    a database with none was bound to it (the marker's ``unadopted``) are registered only with
+    ``adopt``: a new database never takes a root's adapters over unasked.
     """
     report = RecoveryReport()
     removed, skipped = _core.sweep_staging_report(str(root))
     report.removed_staging, report.skipped_staging = sorted(removed), sorted(skipped)
     registered = records.ids()
+    marker = read_marker(root)
+    unadopted = set(marker.unadopted) if marker is not None else set()
     found: dict[str, _Found] = {}
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if entry.name.startswith(".") or entry.name in registered:
+            continue
+        if entry.name in unadopted and not adopt:
+            report.unregistered.append((entry.name, _NOT_ADOPTED))
             continue
         try:
             candidate = _read_candidate(root, entry, report)
@@ -141,12 +166,19 @@ def recover(records: Records, root: Path) -> RecoveryReport:
             except _REFUSALS as err:
                 report.unregistered.append((candidate.record.id, _one_line(err)))
     report.unregistered.sort()
+    if adopt and marker is not None and marker.unadopted:
+        left = {name for name, _ in report.unregistered}
+        replace_marker(root, Marker(marker.registry_id, tuple(sorted(unadopted & left))))
     report.missing = sorted(
         i for i in registered if not (adapter_directory(root, i) / _core.WEIGHTS_FILE).is_file()
     )
     return report
 
 
+_NOT_ADOPTED = (
+    "in the root before its database was bound to it, never registered here: "
+    "recover(adopt=True) (adapter-registry recover --adopt) registers it"
+)
 #: What a bad entry may raise; each is reported against that entry, and the others go on.
 _REFUSALS = (AdapterRegistryError, OSError, ValueError, TypeError, RecursionError)
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -183,8 +215,14 @@ def _read_candidate(root: Path, entry: os.DirEntry[str], report: RecoveryReport)
         _check_recorded_fields(record)
     except _REFUSALS as err:
         raise InvalidAdapterError(f"no valid {_core.RECORD_FILE}: {_one_line(err)}") from None
-    if record.id != entry.name or record.file_path != str(path / _core.WEIGHTS_FILE):
+    if record.id != entry.name:
         raise InvalidAdapterError(f"{_core.RECORD_FILE} describes another adapter ({record.id})")
+    if not names_this_adapter(record.file_path, record.id):
+        # The directory is placed by the root and the id: a file_path that names this
+        # adapter's weights in any root (where it was written, before a move) is its own.
+        raise InvalidAdapterError(
+            f"{_core.RECORD_FILE} names another adapter's file ({record.file_path})"
+        )
     lora = parse_config(read_small_file(path / _core.CONFIG_FILE))
     storing.check_base_model(record.base_model_id, lora)
     if record.rank != lora.r:

@@ -68,6 +68,8 @@ class AdapterRecord(SQLModel, table=True):
 
     #: The root of the registry that returned this record (``directory`` derives from it).
     _root: Path | None = PrivateAttr(default=None)
+    #: The ``file_path`` column as stored, where ``file_path`` is the file's place now.
+    _recorded_file_path: str | None = PrivateAttr(default=None)
 
     @property
     def created(self) -> datetime:
@@ -83,13 +85,22 @@ class AdapterRecord(SQLModel, table=True):
         return Path(self.file_path).parent if root is None else root / self.id
 
     @property
+    def recorded_file_path(self) -> str:
+        """The ``file_path`` column as stored: where the weights were written when the
+        adapter was registered, never changed. ``file_path`` itself, on a record returned by a
+        registry, is where the weights are now: ``{root}/{id}/adapter.safetensors``
+        (the same path until the registry is moved or copied)."""
+        recorded = self._recorded_file_path
+        return self.file_path if recorded is None else recorded
+
+    @property
     def parents(self) -> list[str]:
         """``parent_ids`` decoded from its JSON list."""
         return list(json.loads(self.parent_ids)) if self.parent_ids else []
 
     def __eq__(self, other: object) -> bool:
         """Records are equal when their columns are: which registry returned them (the root
-        behind ``directory``) is not part of the record."""
+        behind ``directory`` and the current ``file_path``) is not part of the record."""
         if not isinstance(other, AdapterRecord):
             return NotImplemented
         return self.to_dict() == other.to_dict()
@@ -97,8 +108,11 @@ class AdapterRecord(SQLModel, table=True):
     __hash__ = None  # type: ignore[assignment]  # mutable, as pydantic models are
 
     def to_dict(self) -> dict[str, Any]:
-        """Every column, by name, in table order."""
-        return {name: getattr(self, name) for name in COLUMNS}
+        """Every column as stored, by name, in table order (``file_path`` as recorded: see
+        ``recorded_file_path``)."""
+        values = {name: getattr(self, name) for name in COLUMNS}
+        values["file_path"] = self.recorded_file_path
+        return values
 
 
 #: The table, reached from here only.

@@ -19,6 +19,7 @@ from sqlalchemy import insert, update
 from sqlalchemy import inspect as sa_inspect
 
 from . import queries
+from ._core import WEIGHTS_FILE
 from .database import Database
 from .errors import AdapterAlreadyExistsError, AdapterNotFoundError, InvalidAdapterError
 from .record import COLUMNS, TABLE, AdapterRecord
@@ -27,6 +28,7 @@ from .tables import EDGES
 __all__ = [
     "Records",
     "adapter_directory",
+    "names_this_adapter",
     "now",
     "read_small_file",
     "record_file_bytes",
@@ -60,11 +62,22 @@ def record_from_row(values: Sequence[Any], root: Path | None = None) -> AdapterR
     fields = dict(zip(COLUMNS, values, strict=True))
     if fields["is_archived"] is not None:
         fields["is_archived"] = bool(fields["is_archived"])
+    recorded = fields["file_path"]
+    if root is not None:  # where the file is now, from the root and the id (README)
+        fields["file_path"] = f"{root}/{fields['id']}/{WEIGHTS_FILE}"
     record: AdapterRecord = _new_instance()
     record.__dict__.update(fields)
     object.__setattr__(record, "__pydantic_fields_set__", set(_ALL_FIELDS))
-    object.__setattr__(record, "__pydantic_private__", {"_root": root})  # for .directory
+    private = {"_root": root, "_recorded_file_path": recorded}  # for .directory, .to_dict()
+    object.__setattr__(record, "__pydantic_private__", private)
     return record
+
+
+def names_this_adapter(file_path: str, adapter_id: str) -> bool:
+    """Whether a recorded ``file_path`` names this adapter's weights in some root (where it
+    was written, before the registry moved): ``/.../{id}/adapter.safetensors``."""
+    path = Path(file_path)
+    return path.is_absolute() and path.parts[-2:] == (adapter_id, WEIGHTS_FILE)
 
 
 #: A record or config larger than this is not one of ours.

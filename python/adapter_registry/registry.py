@@ -61,7 +61,9 @@ class AdapterRegistry(Finding, Promoting, Evaluating, Moving):
         pool_timeout: float = 30.0,
         connect_timeout: float = 10.0,
     ) -> None:
-        self.root, self._db = open_registry(
+        #: The id that binds the root and the database (README: "One registry, wherever it lives").
+        self.registry_id: str
+        self.root, self._db, self.registry_id = open_registry(
             root, db_url, home, create=create, pool_size=pool_size,
             pool_timeout=pool_timeout, connect_timeout=connect_timeout,
         )  # fmt: skip
@@ -266,15 +268,20 @@ class AdapterRegistry(Finding, Promoting, Evaluating, Moving):
         """
         return integrity.verify_stored(self._records, self.root, ids, threads, progress)
 
-    def recover(self) -> RecoveryReport:
+    def recover(self, adopt: bool = False) -> RecoveryReport:
         """Bring files and rows back in step after crashes; safe beside live stores.
 
         Removes the staging directories of dead stores and empty claim directories, registers
         each published directory that has no row (after verifying it against the record
-        written into it before its publish), and reports rows whose files are gone. It never
-        removes or changes a published adapter.
+        written into it before its publish; found by the root and the id, never by a recorded
+        path), and reports rows whose files are gone. It never removes or changes a published
+        adapter.
+
+        Args:
+            adopt: Also register the adapters that were in the root when a database with none
+                was bound to it (reported as unregistered otherwise): adopting is explicit.
 
         Returns: What it did and found (``.clean`` when nothing is left to look at).
         Raises: AdapterStorageError: The root or the database failed.
         """
-        return integrity.recover(self._records, self.root)
+        return integrity.recover(self._records, self.root, adopt)

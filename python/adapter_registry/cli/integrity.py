@@ -11,10 +11,11 @@ from pathlib import Path
 import click
 
 from .. import _core
+from ..home import home_root, locate
 from ..records import adapter_directory
 from ..registry import AdapterRegistry
 from ..reports import VerifyReport
-from .app import BadUsage, Settings
+from .app import BadUsage, CommandError, Settings
 from .options import ADAPTER
 from .output import ByteProgress, emit_json, human_bytes, json_option, shown
 
@@ -140,21 +141,40 @@ def verify(
         click.get_current_context().exit(1)
 
 
+def _registry_to_recover(settings: Settings, adopt: bool) -> AdapterRegistry:
+    """Adopting is the one recover that may create: the database, for a root that is there."""
+    if not adopt:
+        return settings.registry()
+    given = settings.root or (home_root(settings.home) if settings.home else None)
+    root = locate(given, settings.db_url)[0]
+    if not root.is_dir():
+        raise CommandError(f"no registry at {root}: the adapter root is missing")
+    return settings.registry(create=True)
+
+
 @click.command()
+@click.option(
+    "--adopt",
+    is_flag=True,
+    help="Also register the adapters that were in the root before its database was bound to "
+    "it (a root whose database was lost); creates the database if it is not there.",
+)
 @json_option
 @click.pass_obj
-def recover(settings: Settings, as_json: bool) -> None:
+def recover(settings: Settings, adopt: bool, as_json: bool) -> None:
     """Bring files and rows back in step after crashes.
 
     Registers published adapters left without a row (after verifying them), clears the
     staging of dead stores, and reports rows whose files are gone (exit status 1 then). It
-    never removes or changes a published adapter, and is safe beside running stores.
+    never removes or changes a published adapter, and is safe beside running stores. The
+    adapters a root held before its database was bound to it are registered only with --adopt.
 
     \b
     Example:
       adapter-registry recover --json
+      adapter-registry --root /srv/old/adapters --db-url sqlite:////srv/new.db recover --adopt
     """
-    report = settings.registry().recover()
+    report = _registry_to_recover(settings, adopt).recover(adopt=adopt)
     if as_json:
         emit_json(
             {
