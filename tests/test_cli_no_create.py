@@ -43,6 +43,7 @@ ARGS: dict[str, list[str]] = {
     "recover": ["recover"],
     "resolve": ["resolve", ID],
     "export": ["export", "bundle.tar"],
+    "backup": ["backup", "backup.tar"],
     "ui": ["ui", "--port", "0"],
 }
 NON_CREATING = sorted(set(COMMANDS) - CREATING)

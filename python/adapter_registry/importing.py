@@ -2,28 +2,25 @@
 
 In order, for a bundle that opened (``bundles.open_bundle`` refused any hostile member):
 
-1. each adapter's manifest entry is checked as ``recover()`` checks a record on disk (every
-   rule ``store()`` applies), against its ``.record.json`` (they must agree on every immutable
-   column) and its config (rank, base model);
-2. each adapter already here with the same hashes is skipped (its mutable state here is left
-   as it is; the differences are reported); with other hashes, or a directory of that id
-   without a row, it is refused;
-3. every file of every adapter left is hashed against the manifest (and so the record),
-   before anything is registered;
-4. an adapter whose parent is neither here nor imported with it is refused, and so, in turn,
-   are its children;
-5. generation by generation (parents first), the adapters are staged and published on a pool
-   of threads by the core's exclusive publish, as ``store()`` does (the staged bytes are
-   hashed again as they are copied: what is published is what was checked); each publish
-   fsyncs the adapter's files and directory before it returns;
-6. the published adapters of a generation are registered in one transaction (rows, lineage
-   edges, tags, evaluation history as in the bundle): an adapter is registered only once its
-   files are durable. A crash before that commit leaves published directories that
-   ``recover()`` registers, or that the same import, run again, completes.
+1. each manifest entry is checked as ``recover()`` checks a record on disk (every rule of
+   ``store()``), against its ``.record.json`` (every immutable column), its config (rank,
+   base model) and the manifest's hashes of both small files;
+2. an adapter here with the same hashes is skipped, its state here kept (the report names the
+   differences); with other hashes, or a directory of its id without a row, it is refused;
+   one whose parent is neither here nor coming is refused, and so, in turn, its children;
+3. generation by generation (parents first), the adapters are staged and published on a pool
+   of threads by the core's exclusive publish, as ``store()`` does: the weights are hashed as
+   they are copied and checked against the manifest and the record before the publish, which
+   fsyncs the files and the directory before it returns;
+4. once every adapter is published, so every file verified, the rows are registered (rows,
+   lineage edges, tags, evaluation history as in the bundle), 500 adapters per transaction:
+   an adapter is registered only once its files are durable. A crash before a commit leaves
+   published directories that the same import, run again, registers (or ``recover()``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -42,10 +39,16 @@ from .errors import (
     IntegrityError,
     InvalidAdapterError,
 )
-from .integrity import _check_recorded_fields
+from .integrity import _check_recorded_fields, verify_records
 from .lora_config import check_tensors, parse_config
 from .record import TABLE, AdapterRecord
-from .records import Records, adapter_directory, record_file_bytes, record_from_file
+from .records import (
+    Records,
+    adapter_directory,
+    read_small_file,
+    record_file_bytes,
+    record_from_file,
+)
 from .reports import ImportReport
 from .tables import EDGES, EVALUATIONS, TAGS
 
@@ -53,7 +56,11 @@ __all__ = ["import_bundle"]
 
 #: Stores in flight at once: each spends most of its time waiting on fsync, which the
 #: filesystem's journal then commits together.
-DEFAULT_THREADS = 8
+DEFAULT_THREADS = 16
+#: Bytes of tar members held in memory at once (each publish of a tar bundle stages from one).
+IN_FLIGHT_BYTES = 1 << 30
+#: Adapters registered per transaction (a long one would hold SQLite's write lock).
+REGISTER_BATCH = 500
 _Progress = Callable[[int, int, int, int], object]
 
 
@@ -71,6 +78,8 @@ class _Run:
         self.progress = progress
         self.total_bytes = 0
         self.total_files = 0
+        #: Adapters an earlier, interrupted run of this import published but did not register.
+        self.adopted: list[tuple[BundledAdapter, AdapterRecord]] = []
 
     def refuse(self, adapter_id: str, err: AdapterRegistryError) -> None:
         prefix = f"adapter {adapter_id}"
@@ -116,12 +125,16 @@ def import_bundle(
         present = _present(records, [a.id for a in bundle.adapters])
         todo = [a for a in bundle.adapters if a.id not in run.report.refused]
         todo = [a for a in todo if not _already_here(run, a, present.get(a.id))]
-        run.total_files = 2 * len(FILES) * len(todo)  # hashed, then published
-        run.total_bytes = 2 * sum(a.total_bytes for a in todo)
-        _verify_files(run, todo, workers)
-        levels = _levels(run, [a for a in todo if a.id not in run.report.refused], adapters)
-        for level in levels:
-            _import_level(run, level, workers)
+        run.total_files = len(FILES) * len(todo)
+        run.total_bytes = sum(a.total_bytes for a in todo)
+        if bundle.tar:  # a tar member is staged from memory: bound what is in flight
+            largest = max((a.record.file_size_bytes for a in todo), default=1)
+            workers = max(1, min(workers, IN_FLIGHT_BYTES // max(largest, 1)))
+        published = list(run.adopted)
+        for level in _levels(run, todo, adapters):
+            published += _publish_level(run, level, workers)
+        for start in range(0, len(published), REGISTER_BATCH):
+            _register(run, published[start : start + REGISTER_BATCH])
         if aliases is not None:
             _import_aliases(run, aliases, bundle.aliases)
     run.report.seconds = time.perf_counter() - started
@@ -150,11 +163,15 @@ def _check_entry(bundle: Bundle, adapter: BundledAdapter) -> None:
                 f"{name} is {bundle.size(record.id, name)} bytes in the bundle, "
                 f"not the {size} of the manifest (truncated?)"
             )
-    written = record_from_file(bundle.read(record.id, _core.RECORD_FILE)).to_dict()
+    small = {name: bundle.read(record.id, name) for name in (_core.CONFIG_FILE, _core.RECORD_FILE)}
+    for name, data in small.items():  # the weights are hashed as they are staged
+        if hashlib.sha256(data).hexdigest() != adapter.files[name][1]:
+            raise IntegrityError(f"{name} in the bundle does not match its manifest")
+    written = record_from_file(small[_core.RECORD_FILE]).to_dict()
     for column, value in record.to_dict().items():
         if column not in MUTABLE and written[column] != value:
             raise IntegrityError(f"the manifest and its {_core.RECORD_FILE} disagree on {column}")
-    lora = parse_config(bundle.read(record.id, _core.CONFIG_FILE))
+    lora = parse_config(small[_core.CONFIG_FILE])
     storing.check_base_model(record.base_model_id, lora)
     if record.rank != lora.r:
         raise InvalidAdapterError(f"rank {record.rank} is not the config's r {lora.r}")
@@ -185,16 +202,21 @@ def _already_here(run: _Run, adapter: BundledAdapter, here: AdapterRecord | None
     """True for an adapter to skip (here with the same hashes); refuses one here with others."""
     theirs = adapter.record
     if here is None:
-        if os.path.lexists(adapter_directory(run.root, theirs.id)):
-            run.refuse(
-                theirs.id,
-                AdapterAlreadyExistsError(
-                    f"its directory {adapter_directory(run.root, theirs.id)} exists here without a "
-                    "row (run recover); nothing was written for it"
-                ),
-            )
+        directory = adapter_directory(run.root, theirs.id)
+        if not os.path.lexists(directory):
+            return False
+        record = _as_published(run.root, theirs)
+        if _published_by_us(run.root, record):  # by this import, run before and cut short
+            run.adopted.append((adapter, record))
             return True
-        return False
+        run.refuse(
+            theirs.id,
+            AdapterAlreadyExistsError(
+                f"its directory {directory} exists here without a row (run recover); nothing "
+                "was written for it"
+            ),
+        )
+        return True
     if (here.file_hash, here.config_hash, here.file_size_bytes) != (
         theirs.file_hash,
         theirs.config_hash,
@@ -218,40 +240,13 @@ def _already_here(run: _Run, adapter: BundledAdapter, here: AdapterRecord | None
     return True
 
 
-def _verify_files(run: _Run, todo: list[BundledAdapter], workers: int) -> None:
-    """Every file of every adapter to import, hashed against the manifest, before anything
-    is published or registered."""
-    items = [(a, name) for a in todo for name in FILES]
-
-    def digest(item: tuple[BundledAdapter, str]) -> str | AdapterRegistryError:
-        adapter, name = item
-        try:
-            return run.bundle.sha256(adapter.id, name)
-        except (AdapterRegistryError, OSError) as err:
-            return IntegrityError(f"{name} cannot be read from the bundle ({err})")
-
-    with ThreadPoolExecutor(workers) as pool:
-        for (adapter, name), found in zip(items, pool.map(digest, items), strict=True):
-            size, expected = adapter.files[name]
-            if isinstance(found, AdapterRegistryError):
-                run.refuse(adapter.id, found)
-            elif found != expected:
-                run.refuse(
-                    adapter.id,
-                    IntegrityError(
-                        f"{name} in the bundle does not match its manifest and record "
-                        f"(sha256 {found}, not {expected}); nothing was written for it"
-                    ),
-                )
-            run.count(1, size)
-
-
 def _levels(
     run: _Run, todo: list[BundledAdapter], adapters: dict[str, BundledAdapter]
 ) -> list[list[BundledAdapter]]:
     """The adapters to import by generation within the bundle (parents in earlier lists);
     those whose parent is neither here nor coming are refused."""
     depth: dict[str, int] = {}
+    adopted = {a.id for a, _ in run.adopted}
     coming = {a.id for a in todo}
     needed = {p for a in todo for p in a.record.parents if p not in coming}
     here = _present(run.records, sorted(needed)).keys()
@@ -260,7 +255,7 @@ def _levels(
         for parent in adapter.record.parents:
             if parent in depth:
                 level = max(level, depth[parent] + 1)
-            elif parent in here or parent in run.report.skipped:
+            elif parent in here or parent in run.report.skipped or parent in adopted:
                 continue
             else:
                 why = "was refused" if parent in adapters else "is in neither the bundle nor here"
@@ -278,25 +273,28 @@ def _levels(
     return levels
 
 
-def _import_level(run: _Run, level: list[BundledAdapter], workers: int) -> None:
-    level = [a for a in level if not any(p in run.report.refused for p in a.record.parents)]
+def _publish_level(
+    run: _Run, level: list[BundledAdapter], workers: int
+) -> list[tuple[BundledAdapter, AdapterRecord]]:
+    """Publish one generation on a pool of threads; a child of a refused parent is refused."""
     for adapter in level:
         for parent in adapter.record.parents:
             if parent in run.report.refused:
-                run.refuse(adapter.id, InvalidAdapterError(f"its parent {parent} was refused"))
+                run.refuse(
+                    adapter.id,
+                    InvalidAdapterError(f"its parent {parent} was refused; nothing was written"),
+                )
     level = [a for a in level if a.id not in run.report.refused]
     published: list[tuple[BundledAdapter, AdapterRecord]] = []
     with ThreadPoolExecutor(workers) as pool:
-        for adapter, outcome in zip(
-            level, pool.map(lambda a: _publish(run, a), level), strict=True
-        ):
+        outcomes = pool.map(lambda a: _publish(run, a), level)
+        for adapter, outcome in zip(level, outcomes, strict=True):
             if isinstance(outcome, AdapterRegistryError):
                 run.refuse(adapter.id, outcome)
             else:
                 published.append((adapter, outcome))
                 run.count(len(FILES), adapter.total_bytes)
-    if published:
-        _register(run, published)
+    return published
 
 
 def _publish(run: _Run, adapter: BundledAdapter) -> AdapterRecord | AdapterRegistryError:
@@ -317,14 +315,11 @@ def _publish(run: _Run, adapter: BundledAdapter) -> AdapterRecord | AdapterRegis
                 theirs.file_size_bytes,
                 theirs.config_hash,
             ):
-                raise IntegrityError("its files changed in the bundle while it was imported")
-            # Every column as in the bundle but file_path: where this registry wrote the file.
-            record = AdapterRecord(
-                **{
-                    **theirs.to_dict(),
-                    "file_path": str(adapter_directory(run.root, theirs.id) / _core.WEIGHTS_FILE),
-                }
-            )
+                raise IntegrityError(
+                    f"{_core.WEIGHTS_FILE} or {_core.CONFIG_FILE} in the bundle does not match "
+                    f"its manifest and record (sha256 {staged.file_hash}); nothing was written"
+                )
+            record = _as_published(run.root, theirs)
             staged.publish(
                 theirs.id,
                 record_file_bytes(record),
@@ -336,8 +331,27 @@ def _publish(run: _Run, adapter: BundledAdapter) -> AdapterRecord | AdapterRegis
         return err
     except OSError as err:
         return IntegrityError(f"the bundle could not be read ({err})")
-    record._root = run.root
     return record
+
+
+def _as_published(root: Path, theirs: AdapterRecord) -> AdapterRecord:
+    """The record as this registry publishes it: every column as in the bundle but
+    ``file_path``, where this registry writes the file."""
+    where = adapter_directory(root, theirs.id) / _core.WEIGHTS_FILE
+    record = AdapterRecord(**{**theirs.to_dict(), "file_path": str(where)})
+    record._root = root
+    return record
+
+
+def _published_by_us(root: Path, record: AdapterRecord) -> bool:
+    """Whether the directory of ``record``'s id holds exactly what this import publishes for
+    it (its record file, byte for byte, and files that verify): an earlier run of the same
+    import, stopped between the publish and the commit, whose adapter is registered now."""
+    try:
+        written = read_small_file(adapter_directory(root, record.id) / _core.RECORD_FILE)
+    except (OSError, AdapterRegistryError):
+        return False
+    return written == record_file_bytes(record) and verify_records(root, [record])[0].ok
 
 
 def _register(run: _Run, published: list[tuple[BundledAdapter, AdapterRecord]]) -> None:
@@ -372,17 +386,15 @@ def _register(run: _Run, published: list[tuple[BundledAdapter, AdapterRecord]]) 
 
 def _import_aliases(run: _Run, target: _Aliases, aliases: dict[str, str]) -> None:
     """The bundle's aliases this registry lacks, each pointing at an adapter now here."""
-    have = target.aliases()
+    have, skipped = target.aliases(), run.report.aliases_skipped
     for alias, adapter_id in aliases.items():
         if alias in have:
-            run.report.aliases_skipped.append((alias, f"set here already (to {have[alias]})"))
-            continue
-        if adapter_id in run.report.refused or not run.records.exists(adapter_id):
-            run.report.aliases_skipped.append((alias, f"adapter {adapter_id} is not here"))
-            continue
-        try:
-            target.set_alias(alias, adapter_id, by="import")
-        except AdapterRegistryError as err:
-            run.report.aliases_skipped.append((alias, str(err)))
-            continue
-        run.report.aliases_set.append(alias)
+            skipped.append((alias, f"set here already (to {have[alias]})"))
+        elif adapter_id in run.report.refused or not run.records.exists(adapter_id):
+            skipped.append((alias, f"adapter {adapter_id} is not here"))
+        else:
+            try:
+                target.set_alias(alias, adapter_id, by="import")
+                run.report.aliases_set.append(alias)
+            except AdapterRegistryError as err:
+                skipped.append((alias, str(err)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import keyword
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,8 @@ PROG = "adapter-registry"
 
 #: Command name -> its module in this package, in the order ``--help`` lists them. A module is
 #: imported when its command runs (or ``--help`` describes it), never before. The command is
-#: the module's attribute of that name, or of that name and '_' where it is a builtin's (eval).
+#: the module's attribute of that name, or of that name and '_' where it is a builtin's or a
+#: keyword (eval, import).
 COMMANDS = {
     "ls": "read",
     "show": "read",
@@ -51,6 +53,9 @@ COMMANDS = {
     "unarchive": "write",
     "verify": "integrity",
     "recover": "integrity",
+    "export": "transfer",
+    "import": "transfer",
+    "backup": "transfer",
     "demo": "demo",
 }
 
@@ -180,7 +185,8 @@ class RegistryGroup(click.Group):
         module = COMMANDS.get(cmd_name)
         if module is None:
             return None
-        attribute = f"{cmd_name}_" if hasattr(builtins, cmd_name) else cmd_name
+        reserved = hasattr(builtins, cmd_name) or keyword.iskeyword(cmd_name)  # eval, import
+        attribute = f"{cmd_name}_" if reserved else cmd_name
         command = getattr(importlib.import_module(f"{__package__}.{module}"), attribute)
         assert isinstance(command, click.Command)
         return command
