@@ -26,7 +26,7 @@ build: $(VENV)/.ready
 demo: build
 	$(VENV)/bin/adapter-registry demo
 
-lint: EXTRAS = test,torch
+lint: EXTRAS = test,torch,ui
 lint: build
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
@@ -41,9 +41,15 @@ lint: build
 # answer depends on timing: the signal must land mid-copy), and bench_store and bench_verify
 # (being rewritten; to add once they take size()).
 SMOKE_BENCHES := bench_hash bench_import bench_cli_start bench_load bench_query bench_pg_query \
-	bench_swarm bench_pg_store
+	bench_swarm bench_pg_store bench_dashboard
 
-test: lint
+# The dashboard's browser test drives Debian's Chromium through Debian's chromedriver, named
+# explicitly (Selenium Manager would download a driver): installed here where it is missing.
+/usr/bin/chromedriver:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver
+
+test: lint /usr/bin/chromedriver
 	cargo test
 	$(PY) -m pytest
 	ADAPTER_REGISTRY_BENCH_SMOKE=1 $(PY) -m pytest -q --benchmark-disable \
@@ -51,7 +57,7 @@ test: lint
 
 # Every comparison, contenders interleaved; prints the table, writes benches/results.json and
 # the README's table. (The same files also run under pytest-benchmark: pytest benches.)
-bench: EXTRAS = test,torch
+bench: EXTRAS = test,torch,ui
 bench: build
 	$(PY) -m pip install -q --group bench
 	$(PY) benches/run.py --readme README.md

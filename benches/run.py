@@ -45,6 +45,7 @@ MODULES = [
     "bench_pg_store",
     "bench_pg_query",
     "bench_pg_search",
+    "bench_dashboard",
     "bench_bundle",
 ]
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"

@@ -22,11 +22,12 @@ from .promoting import Promoting
 from .record import AdapterRecord
 from .records import Records
 from .reports import RecoveryReport, VerifyReport
+from .saved_reports import SavedReports
 
 __all__ = ["AdapterRegistry"]
 
 
-class AdapterRegistry(Finding, Promoting, Evaluating, Moving):
+class AdapterRegistry(Finding, Promoting, Evaluating, Moving, SavedReports):
     """A write-once store of LoRA adapters: files under ``root``, metadata in a database.
 
     Args:

@@ -19,14 +19,14 @@ from sqlalchemy import exc as sa_exc
 from . import write_rules
 from .binding import IDENTITY
 from .record import TABLE
-from .tables import ALIAS_MOVES, ALIASES, EDGES, EVALUATIONS, TAGS
+from .tables import ALIAS_MOVES, ALIASES, EDGES, EVALUATIONS, TAGS, VERIFY_REPORTS
 
 __all__ = ["HEAD", "MIGRATIONS", "TABLES", "current_revision", "ensure", "upgrade"]
 
 #: The newest revision under migrations/versions (a test checks that they agree).
-HEAD = "0005"
+HEAD = "0006"
 #: The registry's tables (never the rest of SQLModel's metadata, which a caller's own models share).
-TABLES = (TABLE, EDGES, ALIASES, ALIAS_MOVES, TAGS, EVALUATIONS, IDENTITY)
+TABLES = (TABLE, EDGES, ALIASES, ALIAS_MOVES, TAGS, EVALUATIONS, IDENTITY, VERIFY_REPORTS)
 #: Where the migration scripts are.
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 #: The PostgreSQL advisory lock key that serializes migrations ("adapter_registry").

@@ -6,7 +6,7 @@ names and labels are mutable, and nothing here ever changes an adapter.
 import json
 from typing import Any
 
-from sqlalchemy import REAL, Index, Table, Text
+from sqlalchemy import REAL, BigInteger, Index, Table, Text
 from sqlmodel import Field, SQLModel
 
 from .write_rules import APPEND_ONLY, MUTABLE_TABLE, writes
@@ -17,11 +17,13 @@ __all__ = [
     "EDGES",
     "EVALUATIONS",
     "TAGS",
+    "VERIFY_REPORTS",
     "AdapterEdge",
     "Alias",
     "AliasMove",
     "Evaluation",
     "Tag",
+    "VerifyReportRow",
 ]
 
 
@@ -101,9 +103,31 @@ class Evaluation(SQLModel, table=True):
         return None if self.details is None else dict(json.loads(self.details))
 
 
+class VerifyReportRow(SQLModel, table=True):
+    """One report of ``adapter-registry verify --all --save``: append-only (the dashboard shows
+    the latest). ``counts`` is a JSON object of adapters by verdict; ``problems`` a JSON list of
+    the adapters that are not ok (at most ``saved_reports.MAX_PROBLEMS``; ``problems_left_out``
+    counts the rest)."""
+
+    __tablename__ = "verify_reports"
+    __table_args__ = (writes(APPEND_ONLY),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    saved_at: str = Field(sa_type=Text)
+    saved_by: str | None = Field(default=None, sa_type=Text)
+    adapters: int
+    files: int
+    bytes: int = Field(sa_type=BigInteger)
+    seconds: float = Field(sa_type=REAL)
+    counts: str = Field(sa_type=Text)
+    problems: str = Field(sa_type=Text)
+    problems_left_out: int
+
+
 #: The tables, reached from here only (as ``record.TABLE`` is for adapter_records).
 EDGES: Table = AdapterEdge.__table__  # type: ignore[attr-defined]
 ALIASES: Table = Alias.__table__  # type: ignore[attr-defined]
 ALIAS_MOVES: Table = AliasMove.__table__  # type: ignore[attr-defined]
 TAGS: Table = Tag.__table__  # type: ignore[attr-defined]
 EVALUATIONS: Table = Evaluation.__table__  # type: ignore[attr-defined]
+VERIFY_REPORTS: Table = VerifyReportRow.__table__  # type: ignore[attr-defined]

@@ -57,6 +57,7 @@ COMMANDS = {
     "import": "transfer",
     "backup": "transfer",
     "demo": "demo",
+    "ui": "ui",
 }
 
 

@@ -108,7 +108,10 @@ def demo(
             shutil.rmtree(where, ignore_errors=True)
             print(f"\nremoved {where}", file=stream)
         else:
+            from .ui import dashboard_command
+
             print(f"\nkept {where}", file=stream)
+            print(f"open it in the dashboard: {dashboard_command(str(where))}", file=stream)
     if as_json:
         click.echo(json.dumps({**result.summary, "kept": not temporary or keep}, indent=2))
     if not result.ok:

@@ -90,6 +90,11 @@ def verify_records(
 @click.argument("adapter_ids", metavar="[ID]...", nargs=-1, type=ADAPTER)
 @click.option("--all", "everything", is_flag=True, help="Every adapter, archived ones included.")
 @click.option(
+    "--save",
+    is_flag=True,
+    help="With --all: store the report in the database (the dashboard shows the latest).",
+)
+@click.option(
     "--threads", type=click.IntRange(min=1), help="Hashing threads [default: one per core]."
 )
 @json_option
@@ -98,6 +103,7 @@ def verify(
     settings: Settings,
     adapter_ids: tuple[str, ...],
     everything: bool,
+    save: bool,
     threads: int | None,
     as_json: bool,
 ) -> None:
@@ -109,10 +115,21 @@ def verify(
     \b
     Example:
       adapter-registry verify --all --threads 4
+      adapter-registry verify --all --save      # the dashboard shows the latest saved
     """
     if everything == bool(adapter_ids):
         raise BadUsage("give adapter ids or --all (not both)")
-    run = verify_records(settings.registry(), None if everything else list(adapter_ids), threads)
+    if save and not everything:
+        raise BadUsage("--save stores a whole verification: give --all")
+    registry = settings.registry()
+    run = verify_records(registry, None if everything else list(adapter_ids), threads)
+    saved = (
+        registry.save_verify_report(
+            run.reports, files=run.files, bytes=run.bytes, seconds=run.seconds
+        )
+        if save
+        else None
+    )
     if as_json:
         emit_json(
             {
@@ -122,6 +139,7 @@ def verify(
                 "bytes": run.bytes,
                 "seconds": round(run.seconds, 6),
                 "counts": run.counts,
+                **({"saved": {"id": saved["id"], "saved_at": saved["saved_at"]}} if saved else {}),
                 "reports": [
                     {"id": r.adapter_id, "status": r.status, "problems": list(r.problems)}
                     for r in run.reports
@@ -137,6 +155,8 @@ def verify(
                     )
                 )
         click.echo(run.summary())
+        if saved:
+            click.echo(f"saved as report {saved['id']} at {saved['saved_at']}")
     if not run.ok:
         click.get_current_context().exit(1)
 

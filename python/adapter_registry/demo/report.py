@@ -104,6 +104,12 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             "nothing written" if s["refuse"]["planted_refused"] else "REGISTERED",
         ),
     ]
+    board = s.get("dashboard")
+    if board is not None:
+        shown = f"{board['seconds']:.2f} s" if board["ran"] else ""
+        what = "overview + leaderboard JSON over HTTP" if board["ran"] else "skipped"
+        verdict = "answered" if board["ran"] else escape(str(board["reason"]))
+        rows.append(("dashboard", what, shown, verdict))
     if se["ran"]:
         logits = "logits identical" if se["identical"] else "logits DIFFER"
         rows.append(("serve", "load_peft + forward, tiny Qwen2", f"{se['seconds']:.2f} s", logits))

@@ -1,0 +1,247 @@
+"""What each page shows, as plain JSON-able data: the JSON endpoints return exactly these, and
+the HTML pages render them. Every read goes through a ``ReadOnlyRegistry``.
+
+Lists are bounded: a leaderboard is one page (``limit``, at most ``MAX_LIMIT``) and says
+whether there is a next one; an adapter page shows at most ``CHILDREN_SHOWN`` children and
+``EVALUATIONS_SHOWN`` evaluations, newest first, with the count of the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, select
+
+from .. import integrity, queries
+from ..cli.output import record_json
+from ..errors import InvalidAdapterError
+from ..record import TABLE, AdapterRecord
+from ..records import adapter_directory
+from ..tables import ALIASES, EVALUATIONS, TAGS
+from .reading import ReadOnlyRegistry
+
+__all__ = [
+    "CHILDREN_SHOWN",
+    "MAX_LIMIT",
+    "adapter_page",
+    "leaderboard",
+    "overview",
+    "search_filters",
+    "verify_one",
+]
+
+MAX_LIMIT, DEFAULT_LIMIT = 500, 50
+CHILDREN_SHOWN, EVALUATIONS_SHOWN, FILES_SHOWN, NEWEST_SHOWN = 50, 100, 64, 10
+#: Query-string filters that ``search`` takes as text, numbers, counts and flags.
+_TEXT = (
+    "task_type", "base_model_id", "source", "session_id", "agent_id", "training_task_hash",
+    "parent_id", "order_by",
+)  # fmt: skip
+_NUMBER = ("min_fitness", "max_fitness", "min_pass_rate")
+_TIME = ("created_after", "created_before")
+
+
+def record_dict(record: AdapterRecord) -> dict[str, Any]:
+    """Every column, as ``--json`` prints it (parent_ids a list; NaN and infinities None)."""
+    return record_json(record)
+
+
+def overview(reader: ReadOnlyRegistry) -> dict[str, Any]:
+    """Counts and bytes, in all and per task type and base model; the newest stores."""
+    t = TABLE.c
+    live = func.sum(case((t.is_archived == 0, 1), else_=0))
+    evaluated = func.count(t.fitness_score)
+    best = func.max(case((t.is_archived == 0, t.fitness_score), else_=None))
+    numbers = (func.count(), func.coalesce(func.sum(t.file_size_bytes), 0), live, evaluated)
+    with reader.database.read() as conn:
+        total = conn.execute(select(*numbers)).one()
+        tasks = conn.execute(
+            select(t.task_type, *numbers, best).group_by(t.task_type).order_by(t.task_type)
+        ).all()
+        bases = conn.execute(
+            select(t.base_model_id, *numbers).group_by(t.base_model_id).order_by(t.base_model_id)
+        ).all()
+
+    def counts(row: Any) -> dict[str, Any]:
+        adapters, size, live_n, evaluated_n = (int(v or 0) for v in row[:4])
+        return {
+            "adapters": adapters,
+            "bytes": size,
+            "live": live_n,
+            "archived": adapters - live_n,
+            "evaluated": evaluated_n,
+        }
+
+    newest = reader.search(include_archived=True, order_by="-created_at", limit=NEWEST_SHOWN)
+    return {
+        "totals": counts(total),
+        "task_types": [
+            {"task_type": row[0], **counts(row[1:]), "best_fitness": row[5]} for row in tasks
+        ],
+        "base_models": [{"base_model_id": row[0], **counts(row[1:])} for row in bases],
+        "newest": [record_dict(r) for r in newest],
+    }
+
+
+def search_filters(params: Any) -> tuple[dict[str, Any], int, int]:
+    """``search`` keyword arguments from a query string (a Starlette ``QueryParams``), and the
+    page's limit and offset. InvalidAdapterError names a value that cannot be read."""
+    filters: dict[str, Any] = {}
+    for name in _TEXT:
+        if params.get(name):
+            filters[name] = params[name]
+    for name in _NUMBER:
+        if params.get(name):
+            filters[name] = _number(name, params[name])
+    if params.get("generation"):
+        filters["generation"] = _count(name="generation", value=params["generation"])
+    for name in ("evaluated", "include_archived"):
+        if params.get(name):
+            filters[name] = _flag(name, params[name])
+    for name in _TIME:
+        if params.get(name):
+            try:
+                filters[name] = datetime.fromisoformat(params[name])
+            except ValueError:
+                raise InvalidAdapterError(
+                    f"search filter {name} {params[name]!r} is not an ISO 8601 time"
+                ) from None
+    tags = params.getlist("tag")
+    if tags:
+        pairs = [t.partition("=") for t in tags]
+        if any(not sep for _, sep, _ in pairs):
+            raise InvalidAdapterError("search filter tag takes KEY=VALUE")
+        filters["tags"] = {k: v for k, _, v in pairs}
+    limit = _count("limit", params.get("limit") or str(DEFAULT_LIMIT))
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidAdapterError(f"limit must be from 1 to {MAX_LIMIT}, not {limit}")
+    return filters, limit, _count("offset", params.get("offset") or "0")
+
+
+def _number(name: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise InvalidAdapterError(f"search filter {name} must be a number, not {value!r}") from None
+
+
+def _count(name: str, value: str) -> int:
+    if not value.isdigit() or len(value) > 18:
+        raise InvalidAdapterError(f"{name} must be an integer >= 0, not {value!r}")
+    return int(value)
+
+
+def _flag(name: str, value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise InvalidAdapterError(f"{name} must be true or false, not {value!r}")
+
+
+def leaderboard(
+    reader: ReadOnlyRegistry, filters: dict[str, Any], limit: int, offset: int
+) -> dict[str, Any]:
+    """One page of ``search(**filters)`` (by fitness, best first, unless ``order_by`` says),
+    with each adapter's aliases; ``next_offset`` is None on the last page."""
+    filters = {"order_by": "-fitness_score", **filters}
+    found = reader.search(**filters, limit=limit + 1, offset=offset)
+    page, more = found[:limit], len(found) > limit
+    names = _aliases_of(reader, [r.id for r in page])
+    return {
+        "filters": {k: _jsonable(v) for k, v in filters.items()},
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if more else None,
+        "previous_offset": max(0, offset - limit) if offset else None,
+        "rank_of_first": offset + 1,
+        "adapters": [{**record_dict(r), "aliases": names.get(r.id, [])} for r in page],
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _aliases_of(reader: ReadOnlyRegistry, ids: list[str]) -> dict[str, list[str]]:
+    if not ids:
+        return {}
+    stmt = (
+        select(ALIASES.c.adapter_id, ALIASES.c.alias)
+        .where(ALIASES.c.adapter_id.in_(ids))
+        .order_by(ALIASES.c.alias)
+    )
+    found: dict[str, list[str]] = {}
+    with reader.database.read() as conn:
+        for adapter_id, alias in conn.execute(stmt):
+            found.setdefault(adapter_id, []).append(alias)
+    return found
+
+
+def adapter_files(reader: ReadOnlyRegistry, adapter_id: str) -> list[dict[str, Any]]:
+    """The entries of an adapter's directory (found from the root and its id, never from the
+    row's file_path), as lstat sees them: nothing is followed or opened."""
+    directory = adapter_directory(reader.root, adapter_id)
+    try:
+        with os.scandir(directory) as entries:
+            names = sorted(e.name for e in entries)[:FILES_SHOWN]
+    except OSError:
+        return []
+    files = []
+    for name in names:
+        try:
+            st = os.lstat(directory / name)
+        except OSError:
+            continue
+        files.append(
+            {"name": name, "size": st.st_size, "mode": stat.filemode(st.st_mode),
+             "octal": f"{stat.S_IMODE(st.st_mode):04o}"}
+        )  # fmt: skip
+    return files
+
+
+def adapter_page(reader: ReadOnlyRegistry, adapter_id: str) -> dict[str, Any]:
+    """Every field, the files, tags, aliases, evaluations (newest first) and children (oldest
+    first), each bounded. AdapterNotFoundError if it is not registered."""
+    record = reader.records.require(adapter_id)
+    children = reader.search(
+        parent_id=adapter_id, include_archived=True, order_by="created_at",
+        limit=CHILDREN_SHOWN + 1,
+    )  # fmt: skip
+    evaluations = select(EVALUATIONS).where(EVALUATIONS.c.adapter_id == adapter_id)
+    with reader.database.read() as conn:
+        tags = conn.execute(
+            select(TAGS.c.key, TAGS.c.value)
+            .where(TAGS.c.adapter_id == adapter_id)
+            .order_by(TAGS.c.key)
+        ).all()
+        history = conn.execute(
+            evaluations.order_by(EVALUATIONS.c.id.desc()).limit(EVALUATIONS_SHOWN)
+        ).all()
+        evaluation_count = conn.execute(
+            select(func.count()).where(EVALUATIONS.c.adapter_id == adapter_id)
+        ).scalar_one()
+    return {
+        "adapter": record_dict(record),
+        "parents": record.parents,
+        "files": adapter_files(reader, adapter_id),
+        "tags": {key: value for key, value in tags},
+        "aliases": _aliases_of(reader, [adapter_id]).get(adapter_id, []),
+        "evaluations": [dict(row._mapping) for row in history],
+        "evaluation_count": int(evaluation_count),
+        "children": [record_dict(r) for r in children[:CHILDREN_SHOWN]],
+        "more_children": len(children) > CHILDREN_SHOWN,
+    }
+
+
+def verify_one(reader: ReadOnlyRegistry, adapter_id: str) -> dict[str, Any]:
+    """The verdict on one adapter's files: hashed and checked, nothing changed."""
+    report = integrity.verify_stored(reader.records, reader.root, [adapter_id], threads=1)[0]
+    return {"id": report.adapter_id, "status": report.status, "problems": list(report.problems)}
+
+
+def task_types(reader: ReadOnlyRegistry) -> list[str]:
+    return [row[0] for row in reader.database.fetch(queries.TASK_TYPES)]
