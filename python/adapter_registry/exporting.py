@@ -19,7 +19,7 @@ import shutil
 import tarfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,22 +207,38 @@ def _mismatch(adapter_id: str, name: str, found: str | None) -> IntegrityError:
 
 
 class _Hashing:
-    """A source file read by tarfile, hashed as it is read."""
+    """A source file read by tarfile, each chunk hashed on ``hasher`` (a thread of its own)
+    while tarfile writes it: the bytes hashed are the bytes written, in about the time of the
+    slower of the two (hashlib and the write both release the GIL)."""
 
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
+    def __init__(self, fd: int, hasher: ThreadPoolExecutor) -> None:
+        self.fd, self.hasher = fd, hasher
         self.digest = hashlib.sha256()
+        self.pending: Future[None] | None = None
 
     def read(self, n: int = -1) -> bytes:
         chunk = os.read(self.fd, n if n >= 0 else 1 << 20)
-        self.digest.update(chunk)
+        self.wait()
+        self.pending = self.hasher.submit(self.digest.update, chunk)
         return chunk
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            self.pending.result()
+            self.pending = None
+
+    def hexdigest(self) -> str:
+        self.wait()
+        return self.digest.hexdigest()
 
 
 def _write_tar(
     root: Path, path: Path, plans: list[_Planned], manifest: bytes, counter: _Counter
 ) -> None:
-    with tarfile.TarFile(path, "w", format=tarfile.USTAR_FORMAT, copybufsize=1 << 20) as tar:
+    with (
+        ThreadPoolExecutor(1) as hasher,
+        tarfile.TarFile(path, "w", format=tarfile.USTAR_FORMAT, copybufsize=1 << 20) as tar,
+    ):
         _add_bytes(tar, MANIFEST, manifest)
         for plan in plans:
             adapter_id = plan.record.id
@@ -239,12 +255,13 @@ def _write_tar(
                 try:
                     if os.fstat(fd).st_size != size:
                         raise _mismatch(adapter_id, name, f"{os.fstat(fd).st_size} bytes")
-                    source = _Hashing(fd)
+                    source = _Hashing(fd, hasher)
                     tar.addfile(_info(member_name(adapter_id, name), size), source)
+                    found = source.hexdigest()
                 finally:
                     os.close(fd)
-                if source.digest.hexdigest() != expected:
-                    raise _mismatch(adapter_id, name, source.digest.hexdigest())
+                if found != expected:
+                    raise _mismatch(adapter_id, name, found)
                 counter.add(1, size)
 
 
