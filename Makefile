@@ -26,7 +26,9 @@ build: $(VENV)/.ready
 demo: build
 	$(VENV)/bin/adapter-registry demo
 
-lint: EXTRAS = test,torch,ui
+# vllm: the plugin's tests run against the real vllm, which pins its own torch, so it is
+# resolved together with the torch extra (README, "Serving by name": what it adds to CI).
+lint: EXTRAS = test,torch,ui,vllm
 lint: build
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
@@ -49,7 +51,12 @@ SMOKE_BENCHES := bench_hash bench_import bench_cli_start bench_load bench_query 
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver
 
-test: lint /usr/bin/chromedriver
+# tests/test_relocation.py moves a registry home with rsync -a too: Debian's, where it is missing.
+/usr/bin/rsync:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends rsync
+
+test: lint /usr/bin/chromedriver /usr/bin/rsync
 	cargo test
 	$(PY) -m pytest
 	ADAPTER_REGISTRY_BENCH_SMOKE=1 $(PY) -m pytest -q --benchmark-disable \

@@ -15,6 +15,7 @@ from .errors import (
     IntegrityError,
     InvalidAdapterError,
     InvalidBundleError,
+    LoraIdCollisionError,
     MissingDependencyError,
     RegistryMismatchError,
     RegistryNotFoundError,
@@ -22,6 +23,7 @@ from .errors import (
 from .record import AdapterRecord
 from .registry import AdapterRegistry
 from .reports import ExportReport, ImportReport, RecoveryReport, VerifyReport
+from .serving import ServedAdapter
 from .tables import AliasMove, Evaluation
 
 __all__ = [
@@ -39,10 +41,12 @@ __all__ = [
     "IntegrityError",
     "InvalidAdapterError",
     "InvalidBundleError",
+    "LoraIdCollisionError",
     "MissingDependencyError",
     "RecoveryReport",
     "RegistryMismatchError",
     "RegistryNotFoundError",
+    "ServedAdapter",
     "VerifyReport",
     "__version__",
 ]

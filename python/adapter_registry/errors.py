@@ -20,6 +20,7 @@ __all__ = [
     "IntegrityError",
     "InvalidAdapterError",
     "InvalidBundleError",
+    "LoraIdCollisionError",
     "MissingDependencyError",
     "RegistryMismatchError",
     "RegistryNotFoundError",
@@ -79,6 +80,12 @@ class RegistryMismatchError(AdapterRegistryError):
 class FilesNotStoredWarning(UserWarning):
     """store() of a directory kept the weights and the config and left other files out
     (README.md, trainer_state.json, tokenizer files); the message names them."""
+
+
+class LoraIdCollisionError(AdapterRegistryError):
+    """resolve(): another adapter of the registry, with other files, has the same content id
+    (``lora_int_id``); the message names both. Improbable (63 bits), and refused rather than
+    handed to a server that keys its caches on that id."""
 
 
 class MissingDependencyError(AdapterRegistryError, ImportError):

@@ -23,11 +23,12 @@ from .record import AdapterRecord
 from .records import Records
 from .reports import RecoveryReport, VerifyReport
 from .saved_reports import SavedReports
+from .serving import Serving
 
 __all__ = ["AdapterRegistry"]
 
 
-class AdapterRegistry(Finding, Promoting, Evaluating, Moving, SavedReports):
+class AdapterRegistry(Finding, Promoting, Evaluating, Moving, SavedReports, Serving):
     """A write-once store of LoRA adapters: files under ``root``, metadata in a database.
 
     Args:

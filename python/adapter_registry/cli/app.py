@@ -53,6 +53,7 @@ COMMANDS = {
     "unarchive": "write",
     "verify": "integrity",
     "recover": "integrity",
+    "resolve": "serve",
     "export": "transfer",
     "import": "transfer",
     "backup": "transfer",
