@@ -90,3 +90,23 @@ def test_json_and_another_format_together_is_bad_usage(
     shown = run(registry, "resolve", record.id, "--json", "--format", "vllm")
     assert shown.exit_code == 2
     assert shown.stderr.strip() == "error: give --json or --format vllm, not both"
+
+
+def test_the_demo_resolves_an_id_an_alias_and_best_and_refuses_a_tampered_file(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "demo"
+    done = CliRunner().invoke(
+        cli, ["demo", "--home", str(home), "-n", "2", "-k", "3", "--no-torch", "--keep", "--json"]
+    )
+    assert done.exit_code == 0, done.output
+    names = json.loads(done.stdout)["names"]
+    assert names["tampered_refused"] is True and names["resolve_ms"] > 0
+    assert "refused it:" in done.stderr and "--lora-modules best:bug-fix=" in done.stderr
+    with AdapterRegistry(home=home, create=False) as registry:
+        resolved = names["resolved"]
+        assert list(resolved)[1:] == ["production", "best:bug-fix"]
+        for name, adapter_id in resolved.items():
+            served = registry.resolve(name)  # the tampered bit was put back: it verifies
+            assert served.id == adapter_id
+            assert names["lora_int_ids"][name] == served.lora_int_id

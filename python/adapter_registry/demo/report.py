@@ -104,6 +104,13 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             "nothing written" if s["refuse"]["planted_refused"] else "REGISTERED",
         ),
     ]
+    served = s.get("names")
+    if served is not None:
+        verdict = "tampered refused" if served["tampered_refused"] else "tampered SERVED"
+        rows.append((
+            "names", f"{len(served['resolved'])} names resolved (id, alias, best:), verified",
+            "", f"{served['resolve_ms']:.2f} ms per resolve, {verdict}",
+        ))  # fmt: skip
     board = s.get("dashboard")
     if board is not None:
         shown = f"{board['seconds']:.2f} s" if board["ran"] else ""
