@@ -104,6 +104,13 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             "nothing written" if s["refuse"]["planted_refused"] else "REGISTERED",
         ),
     ]
+    moved = s.get("bundles")
+    if moved is not None:
+        rows.append((
+            "bundles", f"{moved['exported']} adapters exported with ancestors, imported, "
+            f"{moved['verified']} verified, {moved['skipped_again']} skipped again",
+            f"{moved['export_s'] + moved['import_s']:.2f} s", f"{human_bytes(moved['bytes'])}",
+        ))  # fmt: skip
     served = s.get("names")
     if served is not None:
         verdict = "tampered refused" if served["tampered_refused"] else "tampered SERVED"
