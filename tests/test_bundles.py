@@ -4,6 +4,10 @@ refusals that write nothing, and aliases only when asked."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,10 +19,12 @@ from adapter_registry import (
     IntegrityError,
     InvalidAdapterError,
     InvalidBundleError,
+    _core,
 )
 from adapter_registry._lora_files import lora_bytes, lora_config
 
 from bundling import empty_registry, family, history, read_manifest, state, store
+from conftest import rows
 
 FILES = ["adapter.safetensors", "adapter_config.json", ".record.json"]
 
@@ -202,3 +208,44 @@ def test_store_after_import_sees_imported_parents(
         source="evolution", session_id="s", parent_ids=[made["child"].id],
     )  # fmt: skip
     assert (child.version, child.generation) == (made["child"].version + 1, 3)
+
+
+def test_an_import_cut_short_before_its_commit_completes_when_run_again(
+    registry: AdapterRegistry, target: AdapterRegistry, tmp_path: Path
+) -> None:
+    made = family(registry)
+    registry.export(tmp_path / "b")
+    code = (
+        "import sys; from adapter_registry import AdapterRegistry; "
+        "AdapterRegistry(root=sys.argv[1], db_url=sys.argv[2]).import_bundle(sys.argv[3])"
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", code, str(target.root), target.db_url, str(tmp_path / "b")],
+        env={**os.environ, _core.CRASH_AT_ENV: "published"}, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    ids = sorted(r.id for r in made.values())
+    assert rows(target) == 0  # published, durable, not registered
+    assert sorted(e for e in os.listdir(target.root) if not e.startswith(".")) == ids
+
+    report = target.import_bundle(tmp_path / "b")
+
+    assert report.ok and sorted(report.imported) == ids
+    assert target.tags(made["child"].id) == {"team": "core", "stage": "canary"}
+    assert history(target, made["parent"].id) == history(registry, made["parent"].id)
+    assert all(r.ok for r in target.verify_all())
+
+
+def test_progress_counts_every_file_and_byte_to_the_totals(
+    registry: AdapterRegistry, target: AdapterRegistry, tmp_path: Path
+) -> None:
+    family(registry)
+    calls: list[tuple[int, int, int, int]] = []
+    exported = registry.export(tmp_path / "b.tar", progress=lambda *a: calls.append(a))
+    assert calls[-1] == (12, 12, exported.bytes, exported.bytes)
+    assert [c[2] for c in calls] == sorted(c[2] for c in calls)
+    calls.clear()
+    imported = target.import_bundle(tmp_path / "b.tar", progress=lambda *a: calls.append(a))
+    assert (
+        calls[-1] == (12, 12, imported.bytes, imported.bytes) and imported.bytes == exported.bytes
+    )
