@@ -195,3 +195,12 @@ def test_a_collision_with_another_content_is_refused_naming_both(
         registry.resolve(second.id)
     message = str(caught.value)
     assert second.id in message and first.id in message and "lora_int_id 1 " in message
+
+
+def test_an_archived_adapter_is_served_by_its_id_only(
+    store_one: Any, registry: AdapterRegistry
+) -> None:
+    retired, live = store_one(seed=1, fitness_score=0.9), store_one(seed=2, fitness_score=0.1)
+    registry.archive(retired.id)
+    assert_serves(registry.resolve(retired.id), registry, retired.id)
+    assert registry.resolve("best:bug-fix").id == live.id  # best: skips it
