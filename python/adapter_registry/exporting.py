@@ -106,12 +106,14 @@ def _rows(conn: Connection, table: Any, key: Any, ids: Sequence[str] | None) -> 
     return found
 
 
-def chosen_ids(records: Records, ids: list[str], with_ancestors: bool) -> list[str]:
-    """``ids`` and, with ancestors, every ancestor of each (each once)."""
-    found = dict.fromkeys(ids)
+def chosen_ids(records: Records, chosen: list[AdapterRecord], with_ancestors: bool) -> list[str]:
+    """The ids of ``chosen`` and, with ancestors, every ancestor of each (each once); the
+    lineage is looked up only for those with a parent not chosen already."""
+    found = dict.fromkeys(r.id for r in chosen)
     if with_ancestors:
-        for adapter_id in ids:
-            found.update(dict.fromkeys(a.id for a in records.lineage(adapter_id)))
+        for record in chosen:
+            if any(p not in found for p in record.parents):
+                found.update(dict.fromkeys(a.id for a in records.lineage(record.id)))
     return list(found)
 
 

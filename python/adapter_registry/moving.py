@@ -58,12 +58,12 @@ class Moving:
         """
         filters.setdefault("include_archived", True)
         if ids is not None:
-            wanted = [self._records.require(i).id for i in ids]
+            wanted = [self._records.require(i) for i in ids]
             if set(filters) != {"include_archived"} or not filters["include_archived"]:
                 selected = {r.id for r in cast(Finding, self).search(**filters)}
-                wanted = [i for i in wanted if i in selected]
+                wanted = [r for r in wanted if r.id in selected]
         else:
-            wanted = [r.id for r in cast(Finding, self).search(**filters)]
+            wanted = cast(Finding, self).search(**filters)
         chosen = chosen_ids(self._records, wanted, with_ancestors)
         snapshot = read_snapshot(self._records.db, self.root, chosen)
         return write_bundle(self.root, snapshot, dest, progress)
