@@ -101,15 +101,23 @@ def made(tmp_path: Path, name: str, db_url: str, adapters: int = 1) -> tuple[Pat
         return root, db_url, registry.registry_id
 
 
+#: The tables of revision 0004, the last before registry ids.
+TABLES_0004 = {
+    "adapter_records", "adapter_edges", "adapter_aliases", "alias_moves", "adapter_tags",
+    "evaluations", "alembic_version",
+}  # fmt: skip
+
+
 def as_before_ids(root: Path, db_url: str) -> None:
     """Make a registry look as the release before registry ids left it: no marker in the root,
-    no identity table, schema revision 0004."""
+    schema revision 0004 (the tables of 0005 and later dropped)."""
     (root / MARKER).unlink()
     engine = create_engine(db_url, poolclass=NullPool)
     with engine.begin() as conn:
         from sqlalchemy import text
 
-        conn.execute(text("DROP TABLE registry_identity"))
+        for table in set(inspect(conn).get_table_names()) - TABLES_0004:
+            conn.execute(text(f"DROP TABLE {table}"))
         conn.execute(text("UPDATE alembic_version SET version_num = '0004'"))
     engine.dispose()
 

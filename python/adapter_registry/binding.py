@@ -32,6 +32,7 @@ __all__ = [
     "adapter_entries",
     "create_marker",
     "has_adapters",
+    "has_table",
     "insert_identity",
     "new_registry_id",
     "read_identity",
@@ -66,9 +67,22 @@ def new_registry_id() -> str:
 # ------------------------------------------------------------------------------ the database
 
 
+def has_table(conn: Connection, name: str) -> bool:
+    """Whether the database has the table, in one small query (an Inspector costs more than
+    the rest of an open)."""
+    if conn.dialect.name == "sqlite":
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name"
+        return conn.execute(text(sql), {"name": name}).first() is not None
+    if conn.dialect.name == "postgresql":
+        return bool(
+            conn.execute(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": name}).scalar()
+        )
+    return bool(inspect(conn).has_table(name))
+
+
 def read_identity(conn: Connection) -> str | None:
     """The database's registry id; None where it has none (new, or made before ids)."""
-    if not inspect(conn).has_table(IDENTITY.name):
+    if not has_table(conn, IDENTITY.name):
         return None
     found = conn.execute(select(IDENTITY.c.registry_id)).scalar()
     return None if found is None else str(found)
@@ -76,7 +90,7 @@ def read_identity(conn: Connection) -> str | None:
 
 def has_adapters(conn: Connection) -> bool:
     """Whether the database registers any adapter."""
-    if not inspect(conn).has_table("adapter_records"):
+    if not has_table(conn, "adapter_records"):
         return False
     return conn.execute(text("SELECT 1 FROM adapter_records LIMIT 1")).first() is not None
 

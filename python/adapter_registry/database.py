@@ -17,13 +17,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql import Select
 
 from . import fast_reads, schema
+from .binding import has_table
 from .errors import AdapterStorageError
 from .home import shown_url
 from .record import TABLE
@@ -130,7 +131,7 @@ class Database:
         if self.dialect == "sqlite" and not Path(url.database or "").expanduser().is_file():
             return False
         with self._translated(), self.engine.connect() as conn:
-            return bool(inspect(conn).has_table(TABLE.name))
+            return has_table(conn, TABLE.name)
 
     def ensure_schema(self) -> None:
         """Create the database (a SQLite file and its folder) where absent, and bring its

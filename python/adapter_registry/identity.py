@@ -68,17 +68,17 @@ def _decide(
     root: Path,
     database: str,
     db_id: str | None,
-    db_has_adapters: bool,
+    db_has_adapters: Callable[[], bool],
     db_ids: Callable[[], set[str]],
 ) -> _Plan:
-    """The matrix: what to do with this root and this database, or RegistryMismatchError."""
+    """The matrix: what to do with this root and this database, or RegistryMismatchError.
+    (An open of a bound registry reads the marker and the id, nothing more.)"""
     marker = read_marker(root)
-    entries = adapter_entries(root)
     if marker is not None:
         if db_id == marker.registry_id:
             return _Plan(db_id)
         if db_id is None:
-            holds = "adapters but no registry id" if db_has_adapters else "no registry"
+            holds = "adapters but no registry id" if db_has_adapters() else "no registry"
             raise RegistryMismatchError(
                 f"root {root} belongs to registry {marker.registry_id}, and database "
                 f"{database} holds {holds}: they are not one registry"
@@ -87,14 +87,15 @@ def _decide(
             f"root {root} belongs to registry {marker.registry_id}, database {database} to "
             f"registry {db_id}: they are not one registry"
         )
+    entries = adapter_entries(root)
     if db_id is not None:
-        if db_has_adapters:
+        if db_has_adapters():
             raise RegistryMismatchError(
                 f"database {database} belongs to registry {db_id}, and root {root} is bound "
                 f"to no registry ({len(entries)} entries): they are not one registry"
             )
         return _Plan(db_id, bind_root=True, unadopted=tuple(entries))
-    if not db_has_adapters:
+    if not db_has_adapters():
         return _Plan(None, insert=True, bind_root=True, unadopted=tuple(entries))
     if not set(entries) & db_ids():  # made before registry ids: do the two agree?
         raise RegistryMismatchError(
@@ -106,7 +107,11 @@ def _decide(
 
 def _decide_on(conn: Connection, root: Path, database: str) -> _Plan:
     return _decide(
-        root, database, read_identity(conn), has_adapters(conn), lambda: registered_ids(conn)
+        root,
+        database,
+        read_identity(conn),
+        lambda: has_adapters(conn),
+        lambda: registered_ids(conn),
     )
 
 
@@ -151,7 +156,7 @@ def _open(db: Database, root: Path, create: bool) -> str:
         with db.read() as conn:
             plan = _decide_on(conn, root, db.shown)
     else:
-        plan = _decide(root, db.shown, None, False, set)
+        plan = _decide(root, db.shown, None, lambda: False, set)
     if not (plan.insert or plan.bind_root):
         db.ensure_schema()
         assert plan.registry_id is not None

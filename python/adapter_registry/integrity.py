@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from .records import (
 )
 from .reports import RecoveryReport, VerifyReport
 
-__all__ = ["ProgressCallback", "recover", "verify_records", "verify_stored"]
+__all__ = ["ProgressCallback", "recover", "seal_problems", "verify_records", "verify_stored"]
 
 ProgressCallback = Callable[[int, int, int], object]
 
@@ -94,11 +95,42 @@ def _verify_rows(
     )  # fmt: skip
     reports = []
     for row, (status, problems) in zip(rows, verdicts, strict=True):
+        if _UNLINKED in problems and _a_copy_of_the_weights(
+            adapter_directory(root, row[0]), row[1], row[2]
+        ):
+            problems = [p for p in problems if p != _UNLINKED]
+            status = status if problems else "ok"
         broken = _row_problems(*row[5:])
         if broken and status == "ok":  # the files' verdict is the core's; a bad row is a mismatch
             status = "mismatch"
         reports.append(VerifyReport(row[0], status, (*problems, *broken)))
     return reports
+
+
+#: The core's word for a PEFT name that is not a hard link of the weights.
+_UNLINKED = f"{_core.PEFT_WEIGHTS_FILE} is not the same file as {_core.WEIGHTS_FILE}"
+
+
+def seal_problems(directory: Path, file_hash: str, size: int) -> list[str]:
+    """The core's seal problems of an adapter's directory, less a PEFT name that is a sealed,
+    byte-identical copy of the weights (what a copy without hard links makes of the link)."""
+    problems = [message for _, message in _core.seal_problems(str(directory))]
+    if _UNLINKED in problems and _a_copy_of_the_weights(directory, file_hash, size):
+        problems.remove(_UNLINKED)
+    return problems
+
+
+def _a_copy_of_the_weights(directory: Path, file_hash: str, size: int) -> bool:
+    """Whether the PEFT name is a sealed, byte-identical copy of the weights: what a copy
+    that does not keep hard links (rsync -a without -H) makes of the link. Hashed once more."""
+    path = directory / _core.PEFT_WEIGHTS_FILE
+    try:
+        found = path.lstat()
+        if not stat.S_ISREG(found.st_mode) or stat.S_IMODE(found.st_mode) != _core.SEALED_MODE:
+            return False
+        return _core.hash_file(str(path)) == (file_hash, size)
+    except (OSError, AdapterRegistryError):
+        return False
 
 
 def _path_to_check(root: Path, adapter_id: str, recorded: str) -> str | Path:

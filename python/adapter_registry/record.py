@@ -89,7 +89,9 @@ class AdapterRecord(SQLModel, table=True):
         """The ``file_path`` column as stored: where the weights were written when the
         adapter was registered, never changed. ``file_path`` itself, on a record returned by a
         registry, is where the weights are now: ``{root}/{id}/adapter.safetensors``
-        (the same path until the registry is moved or copied)."""
+        (the same path until the registry is moved or copied), wherever the recorded path
+        names this adapter's weights (a row written by hand that names any other file keeps
+        it, and verify reports it)."""
         recorded = self._recorded_file_path
         return self.file_path if recorded is None else recorded
 

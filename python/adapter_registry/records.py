@@ -63,7 +63,9 @@ def record_from_row(values: Sequence[Any], root: Path | None = None) -> AdapterR
     if fields["is_archived"] is not None:
         fields["is_archived"] = bool(fields["is_archived"])
     recorded = fields["file_path"]
-    if root is not None:  # where the file is now, from the root and the id (README)
+    if root is not None and names_this_adapter(recorded, fields["id"]):
+        # Where the file is now, from the root and the id (README); a row naming any other
+        # file (written by hand) keeps it, for verify to report.
         fields["file_path"] = f"{root}/{fields['id']}/{WEIGHTS_FILE}"
     record: AdapterRecord = _new_instance()
     record.__dict__.update(fields)
@@ -76,8 +78,11 @@ def record_from_row(values: Sequence[Any], root: Path | None = None) -> AdapterR
 def names_this_adapter(file_path: str, adapter_id: str) -> bool:
     """Whether a recorded ``file_path`` names this adapter's weights in some root (where it
     was written, before the registry moved): ``/.../{id}/adapter.safetensors``."""
-    path = Path(file_path)
-    return path.is_absolute() and path.parts[-2:] == (adapter_id, WEIGHTS_FILE)
+    return (
+        isinstance(file_path, str)
+        and file_path.startswith("/")
+        and file_path.endswith(f"/{adapter_id}/{WEIGHTS_FILE}")
+    )
 
 
 #: A record or config larger than this is not one of ours.

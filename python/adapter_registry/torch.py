@@ -29,6 +29,7 @@ from .errors import (
     MissingDependencyError,
     about_adapter,
 )
+from .integrity import seal_problems
 from .lora_config import check_tensors, parse_config
 from .record import AdapterRecord
 from .records import adapter_directory
@@ -64,8 +65,9 @@ def _verified_tensors(
     directory: Path, record: AdapterRecord, device: Any
 ) -> dict[str, torch_.Tensor]:
     torch = _require("torch")
-    if broken := _core.seal_problems(str(directory)):
-        raise IntegrityError(f"stored weights cannot be trusted: {broken[0][1]}")
+    # A PEFT name that is a byte-identical copy of the weights (rsync -a) is no problem.
+    if broken := seal_problems(directory, record.file_hash, record.file_size_bytes):
+        raise IntegrityError(f"stored weights cannot be trusted: {broken[0]}")
     try:
         weights = str(directory / _core.WEIGHTS_FILE)
         data, digest, placed = _core.read_verified(weights, record.file_size_bytes)

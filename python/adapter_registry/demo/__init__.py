@@ -17,7 +17,8 @@ behaved as expected.
 
 One job per module: ``swarm`` (the agent and evaluator processes), ``steps`` (rank, verify,
 tamper, recover), ``catalog`` (search, aliases, tags and evaluations; the trust boundary),
-``dashboard`` (the read-only web dashboard, served for a moment), ``bundles`` (export
+``dashboard`` (the read-only web dashboard, served for a moment), ``identity`` (a copied
+home checks its own files; a mismatched root and database refused), ``bundles`` (export
 with ancestors, import into a second home, idempotent), ``names`` (serving
 by name: resolve, the server flags, a tampered file refused), ``serve`` (the torch
 step), ``report`` (the narrative and the table).
@@ -34,6 +35,7 @@ from ..registry import AdapterRegistry
 from . import catalog, steps
 from .bundles import bundles
 from .dashboard import dashboard
+from .identity import identity
 from .names import names
 from .report import DemoResult, Say, table
 from .serve import TINY_BASE, serve
@@ -76,7 +78,7 @@ def run(
         summary.update(steps.stored(play, store_s))
         for step in (
             steps.evaluate, steps.rank, catalog.promote, steps.verify, steps.tamper,
-            steps.recover, bundles, catalog.refuse, names, dashboard,
+            steps.recover, identity, bundles, catalog.refuse, names, dashboard,
         ):  # fmt: skip
             summary.update(step(play))
         summary.update(serve(play, torch_step))
