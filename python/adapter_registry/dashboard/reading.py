@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import URL, create_engine, make_url, text
+from sqlalchemy import URL, create_engine, event, make_url, text
 from sqlalchemy import exc as sa_exc
 
 from .. import schema
@@ -46,10 +46,26 @@ def read_only_url(url: URL) -> URL:
     return url.set(database=f"{path.as_uri()}?mode=ro", query={**url.query, "uri": "true"})
 
 
+#: SQLite's page cache per read-only connection (KiB, as PRAGMA cache_size takes it negated):
+#: a leaderboard page deep in 100k rows reads every row it skips, and thrashed the default 2 MiB.
+CACHE_KIB = 65536
+
+
 class _SqliteReadOnly(SqliteReader):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._uri = f"{path.resolve().as_uri()}?mode=ro"
+
+    def _connect(self) -> Any:
+        conn = super()._connect()
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        return conn
+
+
+def _cache_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    cursor.close()
 
 
 class _PostgresReadOnly(PostgresReader):
@@ -98,6 +114,8 @@ class ReadOnlyDatabase(Database):
             self.engine = create_engine(engine_url, pool_size=pool_size, **options)
         except (sa_exc.ArgumentError, ImportError) as err:
             raise AdapterStorageError(f"database URL {shown!r} cannot be used: {err}") from err
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _cache_on_connect)
         self.write_engine = self.engine.execution_options()  # as read-only as the engine
         self._raw = raw
         self._compiled = {}
