@@ -520,3 +520,69 @@ def test_the_demo_serves_the_dashboard_and_prints_the_command_that_opens_it(
     assert done.stderr.rstrip().splitlines()[-1] == f"open it in the dashboard: {command_line}"
     with ReadOnlyRegistry(home=home) as reader:  # what that command opens
         assert len(reader.search(include_archived=True)) == summary["store"]["adapters"]
+
+
+NO_TORCH = """
+import sys
+
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "peft", "transformers", "vllm"):
+            raise ImportError(f"{name} is forbidden in this test")
+
+sys.meta_path.insert(0, Refuse())
+from starlette.testclient import TestClient
+from adapter_registry.cli import ui
+from adapter_registry.dashboard.app import create_app
+from adapter_registry.dashboard.reading import ReadOnlyRegistry
+from adapter_registry.demo import dashboard
+
+with ReadOnlyRegistry(home=sys.argv[1]) as reader:
+    assert TestClient(create_app(reader)).get("/api/overview").status_code == 200
+print("loaded:", sorted(m for m in sys.modules if m.startswith(("torch", "peft", "vllm"))))
+"""
+
+
+def test_the_dashboard_runs_where_torch_cannot_be_imported(tmp_path: Path) -> None:
+    AdapterRegistry(home=tmp_path).close()
+    done = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, str(tmp_path)], capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "loaded: []"
+
+
+NO_UI = """
+import sys
+
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("starlette", "uvicorn", "jinja2"):
+            raise ImportError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, Refuse())
+from adapter_registry.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_without_the_ui_extra_ui_says_what_to_install_and_the_demo_skips_its_step(
+    tmp_path: Path,
+) -> None:
+    AdapterRegistry(home=tmp_path / "home").close()
+    ui = subprocess.run(
+        [sys.executable, "-c", NO_UI, "--home", str(tmp_path / "home"), "ui"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ui.returncode == 1
+    assert "the dashboard needs the ui extra" in ui.stderr
+    assert "pip install 'adapter-registry[ui]'" in ui.stderr
+    demo = subprocess.run(
+        [sys.executable, "-c", NO_UI, "demo", "--home", str(tmp_path / "demo"), "-n", "1",
+         "-k", "2", "--no-torch", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stderr
+    skipped = json.loads(demo.stdout)["dashboard"]
+    assert not skipped["ran"] and "adapter-registry[ui]" in skipped["reason"]

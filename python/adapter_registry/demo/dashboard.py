@@ -21,7 +21,11 @@ __all__ = ["dashboard", "ui_missing"]
 def ui_missing() -> str | None:
     """The first of starlette, uvicorn, jinja2 that cannot be found, or None."""
     for name in ("starlette", "uvicorn", "jinja2"):
-        if importlib.util.find_spec(name) is None:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
             return name
     return None
 
