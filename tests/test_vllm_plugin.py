@@ -61,7 +61,7 @@ def resolver(
     monkeypatch.setenv("VLLM_LORA_RESOLVER_CACHE_DIR", str(tmp_path))
     found = load_plugins(monkeypatch)
     yield found
-    found._forget()  # type: ignore[attr-defined]  # its registry's connections
+    found.close()  # type: ignore[attr-defined]  # its registry's connections
 
 
 def resolve(resolver: LoRAResolver, name: str, base: str = BASE) -> LoRARequest | None:
@@ -172,7 +172,7 @@ def test_it_never_creates_a_registry_and_finds_one_made_later(
                                 source="manual", session_id="s")  # fmt: skip
         registry.set_alias("production", record.id)
         assert_request(resolve(found, "production"), "production", registry, record)
-    found._forget()  # type: ignore[attr-defined]
+    found.close()  # type: ignore[attr-defined]
 
 
 def test_hashing_runs_off_the_event_loop(

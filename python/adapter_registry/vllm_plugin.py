@@ -89,7 +89,7 @@ class RegistryResolver:
             return await asyncio.to_thread(self.lora_request, base_model_name, lora_name)
         except Exception as err:
             if not isinstance(err, AdapterRegistryError):
-                self._forget()  # a broken connection, say: open afresh next time
+                self.close()  # a broken connection, say: open afresh next time
             reason = " ".join(str(err).split()) or type(err).__name__
             logger.warning(
                 "adapter_registry: not serving LoRA %r on base model %r: %s",
@@ -97,7 +97,8 @@ class RegistryResolver:
             )  # fmt: skip
             return None
 
-    def _forget(self) -> None:
+    def close(self) -> None:
+        """Close the registry's connections; the next request opens it again."""
         with self._lock:
             registry, self._registry = self._registry, None
         if registry is not None:
