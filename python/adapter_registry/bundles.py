@@ -235,12 +235,13 @@ class Bundle:
         adapters, aliases = raw.get("adapters"), raw.get("aliases", {})
         if not isinstance(adapters, list) or not isinstance(aliases, dict):
             raise self.bad(f"{MANIFEST} has no list of adapters")
+        listed: set[str] = set()
         for entry in adapters:
             adapter = self._adapter(entry)
-            if any(a.id == adapter.id for a in self.adapters):
+            if adapter.id in listed:
                 raise self.bad(f"adapter {adapter.id} is listed twice")
+            listed.add(adapter.id)
             self.adapters.append(adapter)
-        listed = {a.id for a in self.adapters}
         for member in self._members:
             if member != MANIFEST and member.split("/")[1] not in listed:
                 raise self.bad(f"member {member} belongs to no adapter of the manifest")

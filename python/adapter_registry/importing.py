@@ -246,7 +246,7 @@ def _levels(
     """The adapters to import by generation within the bundle (parents in earlier lists);
     those whose parent is neither here nor coming are refused."""
     depth: dict[str, int] = {}
-    adopted = {a.id for a, _ in run.adopted}
+    settled = {a.id for a, _ in run.adopted} | set(run.report.skipped)
     coming = {a.id for a in todo}
     needed = {p for a in todo for p in a.record.parents if p not in coming}
     here = _present(run.records, sorted(needed)).keys()
@@ -255,7 +255,7 @@ def _levels(
         for parent in adapter.record.parents:
             if parent in depth:
                 level = max(level, depth[parent] + 1)
-            elif parent in here or parent in run.report.skipped or parent in adopted:
+            elif parent in here or parent in settled:
                 continue
             else:
                 why = "was refused" if parent in adapters else "is in neither the bundle nor here"
