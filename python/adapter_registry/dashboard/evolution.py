@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnClause, func, literal_column, select
+from sqlalchemy import ColumnClause, Select, bindparam, func, literal_column, select
 
 from .. import queries
 from ..record import TABLE
@@ -19,30 +19,38 @@ MAX_POINTS = 2000
 _MOST: ColumnClause[float] = literal_column("1.7976931348623157e308")
 
 
-def evolution(
-    reader: ReadOnlyRegistry, task_type: str, include_archived: bool = False
-) -> dict[str, Any]:
-    """Points (id, generation, fitness, created_at) oldest first, thinned to MAX_POINTS, and
-    per generation the count and the best (its id and fitness; ties to the earlier stored)."""
+def _statements(include_archived: bool) -> tuple[Select[Any], Select[Any]]:
     t = TABLE.c
-    where = [t.task_type == task_type, t.fitness_score.between(-_MOST, _MOST)]
+    where = [t.task_type == bindparam("task_type"), t.fitness_score.between(-_MOST, _MOST)]
     if not include_archived:
         where.append(queries.LIVE)
     generation = func.coalesce(t.generation, 0)
-    points_stmt = (
+    points = (
         select(t.id, generation, t.fitness_score, t.created_at)
         .where(*where)
         .order_by(t.created_at, t.id)
     )
-    best_stmt = (
+    best = (
         select(generation, func.count(), func.max(t.fitness_score))
         .where(*where)
         .group_by(generation)
         .order_by(generation)
     )
-    with reader.database.read() as conn:
-        rows = conn.execute(points_stmt).all()
-        per_generation = conn.execute(best_stmt).all()
+    return points, best
+
+
+#: Built once, so that the raw read path runs their compiled text (by include_archived).
+_STATEMENTS = {archived: _statements(archived) for archived in (False, True)}
+
+
+def evolution(
+    reader: ReadOnlyRegistry, task_type: str, include_archived: bool = False
+) -> dict[str, Any]:
+    """Points (id, generation, fitness, created_at) oldest first, thinned to MAX_POINTS, and
+    per generation the count and the best (its id and fitness; ties to the earlier stored)."""
+    points_stmt, best_stmt = _STATEMENTS[include_archived]
+    rows = reader.database.fetch(points_stmt, task_type=task_type)
+    per_generation = reader.database.fetch(best_stmt, task_type=task_type)
     tops = {gen: top for gen, _, top in per_generation}
     best_ids: dict[int, str] = {}
     for adapter_id, gen, fitness, _ in rows:  # the first stored of each generation's best

@@ -49,39 +49,47 @@ def record_dict(record: AdapterRecord) -> dict[str, Any]:
     return record_json(record)
 
 
+_t = TABLE.c
+#: One scan: the numbers of each (task type, base model) pair; the overview sums them up.
+_GROUPS = select(
+    _t.task_type,
+    _t.base_model_id,
+    func.count(),
+    func.coalesce(func.sum(_t.file_size_bytes), 0),
+    func.sum(case((_t.is_archived == 0, 1), else_=0)),
+    func.count(_t.fitness_score),
+    func.max(case((_t.is_archived == 0, _t.fitness_score), else_=None)),
+).group_by(_t.task_type, _t.base_model_id)
+_COUNTS = ("adapters", "bytes", "live", "evaluated")
+
+
+def _summed(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+    group = {key: sum(int(r[i] or 0) for r in rows) for i, key in enumerate(_COUNTS)}
+    group["archived"] = group["adapters"] - group["live"]
+    return group
+
+
 def overview(reader: ReadOnlyRegistry) -> dict[str, Any]:
     """Counts and bytes, in all and per task type and base model; the newest stores."""
-    t = TABLE.c
-    live = func.sum(case((t.is_archived == 0, 1), else_=0))
-    evaluated = func.count(t.fitness_score)
-    best = func.max(case((t.is_archived == 0, t.fitness_score), else_=None))
-    numbers = (func.count(), func.coalesce(func.sum(t.file_size_bytes), 0), live, evaluated)
-    with reader.database.read() as conn:
-        total = conn.execute(select(*numbers)).one()
-        tasks = conn.execute(
-            select(t.task_type, *numbers, best).group_by(t.task_type).order_by(t.task_type)
-        ).all()
-        bases = conn.execute(
-            select(t.base_model_id, *numbers).group_by(t.base_model_id).order_by(t.base_model_id)
-        ).all()
+    pairs = [tuple(row) for row in reader.database.fetch(_GROUPS)]
+    tasks: dict[str, list[tuple[Any, ...]]] = {}
+    bases: dict[str, list[tuple[Any, ...]]] = {}
+    for task_type, base, *numbers in pairs:
+        tasks.setdefault(task_type, []).append(tuple(numbers))
+        bases.setdefault(base, []).append(tuple(numbers))
 
-    def counts(row: Any) -> dict[str, Any]:
-        adapters, size, live_n, evaluated_n = (int(v or 0) for v in row[:4])
-        return {
-            "adapters": adapters,
-            "bytes": size,
-            "live": live_n,
-            "archived": adapters - live_n,
-            "evaluated": evaluated_n,
-        }
+    def best(rows: list[tuple[Any, ...]]) -> float | None:
+        scores = [r[4] for r in rows if r[4] is not None]
+        return max(scores) if scores else None
 
     newest = reader.search(include_archived=True, order_by="-created_at", limit=NEWEST_SHOWN)
     return {
-        "totals": counts(total),
+        "totals": _summed([tuple(p[2:]) for p in pairs]),
         "task_types": [
-            {"task_type": row[0], **counts(row[1:]), "best_fitness": row[5]} for row in tasks
+            {"task_type": k, **_summed(v), "best_fitness": best(v)}
+            for k, v in sorted(tasks.items())
         ],
-        "base_models": [{"base_model_id": row[0], **counts(row[1:])} for row in bases],
+        "base_models": [{"base_model_id": k, **_summed(v)} for k, v in sorted(bases.items())],
         "newest": [record_dict(r) for r in newest],
     }
 
