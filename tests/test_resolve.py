@@ -187,14 +187,18 @@ def test_the_same_content_twice_shares_its_id_and_is_no_collision(
 def test_a_collision_with_another_content_is_refused_naming_both(
     store_one: Any, registry: AdapterRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first, second = store_one(seed=1), store_one(seed=2)
-    registry.archive(first.id)  # archived adapters count: they may still be served by id
     # 63 bits never collide in a test: the derivation is narrowed to a constant, as if they had.
     monkeypatch.setattr(serving_module, "lora_int_id", lambda file_hash, config_hash: 1)
-    with pytest.raises(LoraIdCollisionError) as caught:
-        registry.resolve(second.id)
-    message = str(caught.value)
-    assert second.id in message and first.id in message and "lora_int_id 1 " in message
+    first = store_one(seed=1)
+    assert registry.resolve(first.id).lora_int_id == 1  # alone: nothing to collide with
+    registry.archive(first.id)  # archived adapters count: they may still be served by id
+    second = store_one(seed=2)  # stored after the check above: found all the same
+    for resolved, other in ((second, first), (first, second)):
+        with pytest.raises(LoraIdCollisionError) as caught:
+            registry.resolve(resolved.id)
+        message = str(caught.value)
+        assert message.startswith(f"adapter {resolved.id}: lora_int_id 1 is also that of")
+        assert other.id in message
 
 
 def test_an_archived_adapter_is_served_by_its_id_only(

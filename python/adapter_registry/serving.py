@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import func, select
 
 from . import validation
 from .errors import (
@@ -45,14 +45,11 @@ _ID_TAG = b"adapter-registry lora_int_id v1\x00"
 #: The largest positive signed 64-bit integer: ids fit an int64 column and C's int64_t.
 _MAX_ID = (1 << 63) - 1
 
-# Every content in the registry, for the collision check (one pair per distinct content),
-# and an adapter that holds one (to name it).
-_CONTENTS = select(TABLE.c.file_hash, TABLE.c.config_hash).distinct()
-_HOLDER = (
-    select(TABLE.c.id)
-    .where(TABLE.c.file_hash == bindparam("file_hash"))
-    .where(TABLE.c.config_hash == bindparam("config_hash"))
-    .order_by(TABLE.c.created_at, TABLE.c.id)
+# The collision check: how many adapters there are (rows are never deleted and their hashes
+# never change: the write rules; so a count names the set of contents), and their contents.
+_ROWS = select(func.count()).select_from(TABLE)
+_CONTENTS = select(TABLE.c.id, TABLE.c.file_hash, TABLE.c.config_hash).order_by(
+    TABLE.c.created_at, TABLE.c.id
 )
 
 
@@ -108,6 +105,7 @@ class _Registry(Protocol):
     """What ``resolve`` uses of ``AdapterRegistry``."""
 
     _records: Records
+    _lora_id_clashes: tuple[int, frozenset[int]] | None
 
     def retrieve_by_id(self, adapter_id: str) -> AdapterRecord: ...
     def resolve_alias(self, alias: str) -> AdapterRecord: ...
@@ -119,6 +117,9 @@ class _Registry(Protocol):
 
 class Serving:
     """``resolve``, for ``AdapterRegistry``."""
+
+    #: The content ids two different contents share, and the adapter count they were found at.
+    _lora_id_clashes: tuple[int, frozenset[int]] | None = None
 
     def resolve(self: _Registry, name: str, *, base_model_id: str | None = None) -> ServedAdapter:
         """The verified adapter a name stands for, as a server needs it.
@@ -188,15 +189,36 @@ def _named(registry: _Registry, name: str, base_model_id: str | None) -> Adapter
         ) from None
 
 
-def _check_collision(registry: _Registry, record: AdapterRecord, content_id: int) -> None:
-    """Refuse a content id that another content of the registry shares (checked against every
-    adapter, archived ones too: any of them may be served by its id). The same content stored
-    twice shares its id, rightly: the bytes a server would load are the same."""
-    own = (record.file_hash, record.config_hash)
+def _clashing_ids(registry: _Registry) -> frozenset[int]:
+    """The content ids that two different contents of the registry share (checked against every
+    adapter, archived ones too: any of them may be served by its id); worked out again only
+    when adapters were added since (a count costs little; the scan a few us an adapter)."""
     db = registry._records.db
-    for file_hash, config_hash in db.fetch(_CONTENTS):
+    rows = int(db.fetch(_ROWS)[0][0])
+    known = registry._lora_id_clashes
+    if known is not None and known[0] == rows:
+        return known[1]
+    first: dict[int, tuple[str, str]] = {}
+    clashing = set()
+    for _, file_hash, config_hash in db.fetch(_CONTENTS):
+        content = (file_hash, config_hash)
+        content_id = lora_int_id(file_hash, config_hash)
+        if first.setdefault(content_id, content) != content:
+            clashing.add(content_id)
+    found = frozenset(clashing)
+    # An adapter added during the scan leaves the count short of it: the next call scans again.
+    registry._lora_id_clashes = (rows, found)
+    return found
+
+
+def _check_collision(registry: _Registry, record: AdapterRecord, content_id: int) -> None:
+    """Refuse a content id that another content of the registry shares. The same content
+    stored twice shares its id, rightly: the bytes a server would load are the same."""
+    if content_id not in _clashing_ids(registry):
+        return
+    own = (record.file_hash, record.config_hash)
+    for other, file_hash, config_hash in registry._records.db.fetch(_CONTENTS):
         if (file_hash, config_hash) != own and lora_int_id(file_hash, config_hash) == content_id:
-            other = db.fetch(_HOLDER, file_hash=file_hash, config_hash=config_hash)[0][0]
             raise LoraIdCollisionError(
                 f"lora_int_id {content_id} is also that of adapter {other}, whose files differ; "
                 "serve it by path with an id of your own (vLLM's server assigns its own)"
