@@ -43,7 +43,7 @@ lint: build
 # answer depends on timing: the signal must land mid-copy), and bench_store and bench_verify
 # (being rewritten; to add once they take size()).
 SMOKE_BENCHES := bench_hash bench_import bench_cli_start bench_load bench_query bench_pg_query \
-	bench_swarm bench_pg_store bench_dashboard bench_bundle
+	bench_swarm bench_pg_store bench_dashboard bench_bundle bench_resolve
 
 # The dashboard's browser test drives Debian's Chromium through Debian's chromedriver, named
 # explicitly (Selenium Manager would download a driver): installed here where it is missing.

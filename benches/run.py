@@ -47,6 +47,7 @@ MODULES = [
     "bench_pg_search",
     "bench_dashboard",
     "bench_bundle",
+    "bench_resolve",
 ]
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
