@@ -73,4 +73,3 @@ def resolve(
         width = max(map(len, fields))
         for key, value in fields.items():
             click.echo(f"{key:<{width}}  {shown(value)}")
-
