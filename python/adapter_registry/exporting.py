@@ -3,24 +3,25 @@
 The rows are read in one snapshot (one read transaction; REPEATABLE READ on PostgreSQL), so
 a backup taken while agents store is an instant of the registry: every adapter registered
 before it began, with the tags, evaluations and aliases of that instant. Files are written
-once and never change, so they are copied after the snapshot, and hashed as they are written:
-a source file that no longer matches its record stops the export (``IntegrityError``, naming
-the adapter) and nothing is left at ``dest``. The bundle is written beside ``dest`` under a
-hidden name, made durable (one ``syncfs``), and renamed into place.
+once and never change, so they are copied after the snapshot; each is hashed against its
+record (by the core, on every core: the registry's files before the kernel copies them into a
+tar, a directory bundle's copies once written), and one that no longer matches stops the export
+(``IntegrityError``, naming the adapter), leaving nothing at ``dest``. The bundle is written
+beside ``dest`` under a hidden name, made durable (one ``syncfs``), and renamed into place.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import hashlib
 import os
 import shutil
 import tarfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from sqlalchemy import Connection, select
 
 from . import _core
 from .bundles import (
+    ADAPTERS_DIR,
     FILES,
     MANIFEST,
     manifest_bytes,
@@ -208,99 +210,81 @@ def _mismatch(adapter_id: str, name: str, found: str | None) -> IntegrityError:
     )
 
 
-class _Hashing:
-    """A source file read by tarfile, each chunk hashed on ``hasher`` (a thread of its own)
-    while tarfile writes it: the bytes hashed are the bytes written, in about the time of the
-    slower of the two (hashlib and the write both release the GIL)."""
-
-    def __init__(self, fd: int, hasher: ThreadPoolExecutor) -> None:
-        self.fd, self.hasher = fd, hasher
-        self.digest = hashlib.sha256()
-        self.pending: Future[None] | None = None
-
-    def read(self, n: int = -1) -> bytes:
-        chunk = os.read(self.fd, n if n >= 0 else 1 << 20)
-        self.wait()
-        self.pending = self.hasher.submit(self.digest.update, chunk)
-        return chunk
-
-    def wait(self) -> None:
-        if self.pending is not None:
-            self.pending.result()
-            self.pending = None
-
-    def hexdigest(self) -> str:
-        self.wait()
-        return self.digest.hexdigest()
-
-
 def _write_tar(
     root: Path, path: Path, plans: list[_Planned], manifest: bytes, counter: _Counter
 ) -> None:
-    with (
-        ThreadPoolExecutor(1) as hasher,
-        tarfile.TarFile(path, "w", format=tarfile.USTAR_FORMAT, copybufsize=1 << 20) as tar,
-    ):
-        _add_bytes(tar, MANIFEST, manifest)
+    """The members in order, manifest first; each stored file verified against its record
+    (hashed by the core on every core) before the kernel copies it into the tar."""
+    _verify_sources(root, plans, counter)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        _add(fd, MANIFEST, manifest)
         for plan in plans:
             adapter_id = plan.record.id
             for name in FILES:
-                size, expected = plan.files[name]
+                size = plan.files[name][0]
                 if name == _core.RECORD_FILE:
-                    _add_bytes(tar, member_name(adapter_id, name), plan.record_file)
+                    _add(fd, member_name(adapter_id, name), plan.record_file)
                     counter.add(1, size)
-                    continue
-                fd = os.open(
-                    adapter_directory(root, adapter_id) / name,
-                    os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                )
-                try:
-                    if os.fstat(fd).st_size != size:
-                        raise _mismatch(adapter_id, name, f"{os.fstat(fd).st_size} bytes")
-                    source = _Hashing(fd, hasher)
-                    tar.addfile(_info(member_name(adapter_id, name), size), source)
-                    found = source.hexdigest()
-                finally:
-                    os.close(fd)
-                if found != expected:
-                    raise _mismatch(adapter_id, name, found)
-                counter.add(1, size)
+                else:
+                    _copy(
+                        fd,
+                        member_name(adapter_id, name),
+                        adapter_directory(root, adapter_id) / name,
+                        size,
+                    )
+        os.write(fd, bytes(_END))  # two empty blocks, the archive padded to a whole record
+        os.write(fd, bytes(-os.lseek(fd, 0, os.SEEK_CUR) % tarfile.RECORDSIZE))
+    finally:
+        os.close(fd)
 
 
-def _info(name: str, size: int) -> tarfile.TarInfo:
+_END = 2 * tarfile.BLOCKSIZE
+
+
+def _header(name: str, size: int) -> bytes:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = size, 0o444, int(time.time())
-    return info
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
 
 
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    import io
-
-    tar.addfile(_info(name, len(data)), io.BytesIO(data))
+def _pad(size: int) -> bytes:
+    return bytes(-size % tarfile.BLOCKSIZE)
 
 
-def _write_directory(
-    root: Path, path: Path, plans: list[_Planned], manifest: bytes, counter: _Counter
-) -> None:
-    path.mkdir()
-    (path / "adapters").mkdir()
+def _add(fd: int, name: str, data: bytes) -> None:
+    os.write(fd, _header(name, len(data)) + data + _pad(len(data)))
 
-    def copy(plan: _Planned) -> _Planned:
-        directory = path / "adapters" / plan.record.id
-        directory.mkdir()
-        source = adapter_directory(root, plan.record.id)
-        for name in (_core.WEIGHTS_FILE, _core.CONFIG_FILE):
-            if os.path.islink(source / name):
-                raise _mismatch(plan.record.id, name, "a symlink")
-            shutil.copyfile(source / name, directory / name)
-        (directory / _core.RECORD_FILE).write_bytes(plan.record_file)
-        return plan
 
-    with ThreadPoolExecutor(_COPY_THREADS) as pool:
-        for plan in pool.map(copy, plans):
-            counter.add(1, plan.files[_core.RECORD_FILE][0])
+def _copy(fd: int, name: str, source: Path, size: int) -> None:
+    """A stored file into the tar by the kernel (copy_file_range), no byte through Python."""
+    src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if os.fstat(src).st_size != size:
+            raise _mismatch(source.parent.name, source.name, f"{os.fstat(src).st_size} bytes")
+        os.write(fd, _header(name, size))
+        done = 0
+        while done < size:
+            try:
+                n = os.copy_file_range(src, fd, size - done)
+            except OSError as err:  # another filesystem, or no copy_file_range: copy in chunks
+                if err.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                n = os.write(fd, os.read(src, min(size - done, 1 << 20)))
+            if n == 0:
+                raise _mismatch(source.parent.name, source.name, f"ends after {done} bytes")
+            done += n
+        os.write(fd, _pad(size))
+    finally:
+        os.close(src)
+
+
+def _verify_sources(root: Path, plans: list[_Planned], counter: _Counter) -> None:
+    """Every weights file and config of ``plans`` under ``root`` (the registry's, or a
+    directory bundle's copies) hashed by the core on every core against its record;
+    IntegrityError naming the first that differs."""
     items = [
-        (str(path / member_name(p.record.id, name)), p.files[name][1])
+        (str(adapter_directory(root, p.record.id) / name), p.files[name][1])
         for p in plans
         for name in (_core.WEIGHTS_FILE, _core.CONFIG_FILE)
     ]
@@ -313,8 +297,30 @@ def _write_directory(
     outcomes = _core.verify_files(items, None, hashed)
     for (member, _), (verdict, found, _size, _detail) in zip(items, outcomes, strict=True):
         if verdict != "ok":
-            parts = Path(member).parts
-            raise _mismatch(parts[-2], parts[-1], found)
+            raise _mismatch(Path(member).parent.name, Path(member).name, found)
+
+
+def _write_directory(
+    root: Path, path: Path, plans: list[_Planned], manifest: bytes, counter: _Counter
+) -> None:
+    path.mkdir()
+    (path / ADAPTERS_DIR).mkdir()
+
+    def copy(plan: _Planned) -> _Planned:
+        directory = path / ADAPTERS_DIR / plan.record.id
+        directory.mkdir()
+        source = adapter_directory(root, plan.record.id)
+        for name in (_core.WEIGHTS_FILE, _core.CONFIG_FILE):
+            if os.path.islink(source / name):
+                raise _mismatch(plan.record.id, name, "a symlink")
+            shutil.copyfile(source / name, directory / name)
+        (directory / _core.RECORD_FILE).write_bytes(plan.record_file)
+        return plan
+
+    with ThreadPoolExecutor(_COPY_THREADS) as pool:
+        for plan in pool.map(copy, plans):
+            counter.add(1, plan.files[_core.RECORD_FILE][0])
+    _verify_sources(path / ADAPTERS_DIR, plans, counter)  # the copies, as written
     for entry in path.rglob("*"):
         os.chmod(entry, 0o755 if entry.is_dir() else 0o444)
     (path / MANIFEST).write_bytes(manifest)
@@ -336,12 +342,7 @@ def syncfs(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         if _libc.syncfs(fd) != 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, f"syncfs of {path}: {os.strerror(errno)}")
+            code = ctypes.get_errno()
+            raise OSError(code, f"syncfs of {path}: {os.strerror(code)}")
     finally:
         os.close(fd)
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield

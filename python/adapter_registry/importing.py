@@ -56,7 +56,7 @@ __all__ = ["import_bundle"]
 
 #: Stores in flight at once: each spends most of its time waiting on fsync, which the
 #: filesystem's journal then commits together.
-DEFAULT_THREADS = 16
+DEFAULT_THREADS = 64
 #: Bytes of tar members held in memory at once (each publish of a tar bundle stages from one).
 IN_FLIGHT_BYTES = 1 << 30
 #: Adapters registered per transaction (a long one would hold SQLite's write lock).
@@ -355,33 +355,22 @@ def _published_by_us(root: Path, record: AdapterRecord) -> bool:
 
 
 def _register(run: _Run, published: list[tuple[BundledAdapter, AdapterRecord]]) -> None:
-    """Rows, edges, tags and history of published adapters, in one transaction."""
+    """Rows, edges, tags and history of published adapters, in one transaction (one
+    executemany per table)."""
     _core.crash_point("published")
-    evaluations = 0
+    edges = [{"parent_id": p, "child_id": r.id} for _, r in published for p in r.parents]
+    tags = [
+        {"adapter_id": a.id, "key": k, "value": v} for a, _ in published for k, v in a.tags.items()
+    ]
+    history = [{"adapter_id": a.id, **row} for a, _ in published for row in a.evaluations]
     with run.records.db.write() as conn:
-        for adapter, record in published:
-            conn.execute(insert(TABLE).values(record.to_dict()))
-            if record.parents:
-                conn.execute(
-                    insert(EDGES), [{"parent_id": p, "child_id": record.id} for p in record.parents]
-                )
-            if adapter.tags:
-                conn.execute(
-                    insert(TAGS),
-                    [
-                        {"adapter_id": record.id, "key": k, "value": v}
-                        for k, v in adapter.tags.items()
-                    ],
-                )
-            if adapter.evaluations:
-                conn.execute(
-                    insert(EVALUATIONS),
-                    [{"adapter_id": record.id, **row} for row in adapter.evaluations],
-                )
-                evaluations += len(adapter.evaluations)
+        conn.execute(insert(TABLE), [record.to_dict() for _, record in published])
+        for table, values in ((EDGES, edges), (TAGS, tags), (EVALUATIONS, history)):
+            if values:
+                conn.execute(insert(table), values)
         _core.crash_point("inserted")
     run.report.imported.extend(adapter.id for adapter, _ in published)
-    run.report.evaluations += evaluations
+    run.report.evaluations += len(history)
 
 
 def _import_aliases(run: _Run, target: _Aliases, aliases: dict[str, str]) -> None:

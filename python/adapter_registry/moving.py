@@ -103,7 +103,7 @@ class Moving:
         Args:
             src: A bundle directory or ``.tar``.
             with_aliases: Set the bundle's aliases this registry does not have.
-            threads: Publishes in flight at once (default 8).
+            threads: Publishes in flight at once (default 64).
             progress: ``progress(files_done, files_total, bytes_done, bytes_total)`` over the
                 hashing and then the publishing of every file.
 

@@ -134,7 +134,7 @@ def backup(settings: Settings, dest: Path, as_json: bool) -> None:
     "--with-aliases", is_flag=True, help="Set the bundle's aliases that are not set here."
 )
 @click.option(
-    "--threads", type=click.IntRange(min=1), help="Publishes in flight at once [default: 8]."
+    "--threads", type=click.IntRange(min=1), help="Publishes in flight at once [default: 64]."
 )
 @json_option
 @click.pass_obj
