@@ -223,3 +223,16 @@ def test_a_manifest_that_is_not_ours_is_refused(target: AdapterRegistry, bundle:
     refused_whole(target, bundle, "is not a adapter-registry-bundle")
     (bundle / "manifest.json").write_text("{not json")
     refused_whole(target, bundle, "not JSON")
+
+
+def test_directory_bundle_hard_links_and_fifos_are_refused(
+    target: AdapterRegistry, bundle: Path, made: dict[str, AdapterRecord], tmp_path: Path
+) -> None:
+    config = bundle / "adapters" / made["other"].id / "adapter_config.json"
+    os.link(config, tmp_path / "outside")  # the same inode, reachable from outside the bundle
+    refused_whole(target, bundle, "hard link")
+    (tmp_path / "outside").unlink()
+    victim = weights(bundle, made["other"].id)
+    victim.unlink()
+    os.mkfifo(victim)
+    refused_whole(target, bundle, "not a regular file")
