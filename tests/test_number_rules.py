@@ -12,9 +12,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import create_engine, inspect
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.pool import NullPool
 
 from adapter_registry import AdapterRegistry, schema
+from adapter_registry.binding import MARKER
 from adapter_registry.cli import cli
 from adapter_registry.record import COLUMNS
 
@@ -67,7 +70,20 @@ def _as_before_the_rules(registry: AdapterRegistry) -> None:
     else:
         for event in ("insert", "update"):
             raw_sql(registry, f"DROP TRIGGER adapter_records_number_rules_{event}")
+    for table in sorted(_tables_after_0001(registry)):  # registry_identity (0005) and later
+        raw_sql(registry, f"DROP TABLE {table}")
     raw_sql(registry, "UPDATE alembic_version SET version_num = '0001'")
+    (registry.root / MARKER).unlink()  # a root of that release has no registry marker
+
+
+def _tables_after_0001(registry: AdapterRegistry) -> set[str]:
+    engine = create_engine(registry.db_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            found = set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+    return found - {"adapter_records", "alembic_version"}
 
 
 def _strict_json(text: str) -> Any:
