@@ -22,6 +22,7 @@ from sqlalchemy.pool import NullPool
 from adapter_registry import (
     AdapterRecord,
     AdapterRegistry,
+    AdapterStorageError,
     RegistryMismatchError,
     RegistryNotFoundError,
 )
@@ -338,3 +339,18 @@ def test_the_identity_is_written_once(tmp_path: Path, new_db: Any) -> None:
             with pytest.raises(Exception, match=r"(?i)write-once|not allowed|immutable|abort"):
                 raw_sql(registry, sql)
         assert identity_rows(url) == [(registry.registry_id,)]
+
+
+def test_a_marker_that_is_not_ours_is_a_storage_error_naming_it(
+    tmp_path: Path, new_db: Any
+) -> None:
+    root, url, _ = made(tmp_path, "a", new_db(), adapters=0)
+    marker = root / MARKER
+    for body in (b"not json", b'{"registry_id": "not-a-uuid"}', b"[]"):
+        marker.write_bytes(body)
+        with pytest.raises(AdapterStorageError, match=f"root {root}: .registry.json is not a"):
+            AdapterRegistry(root, url)
+    marker.unlink()
+    marker.symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(AdapterStorageError, match=r"\.registry\.json"):
+        AdapterRegistry(root, url)
