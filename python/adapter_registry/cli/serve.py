@@ -50,6 +50,7 @@ def resolve(
 
     \b
     Example:
+      adapter-registry resolve best:bug-fix --base-model Qwen/Qwen2.5-Coder-7B --json
       vllm serve Qwen/Qwen2.5-Coder-7B --enable-lora \\
           $(adapter-registry resolve production --format vllm)
     """
