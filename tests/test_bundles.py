@@ -23,7 +23,16 @@ from adapter_registry import (
 )
 from adapter_registry._lora_files import lora_bytes, lora_config
 
-from bundling import empty_registry, family, history, read_manifest, state, store
+from bundling import (
+    empty_registry,
+    family,
+    history,
+    read_manifest,
+    state,
+    store,
+    writable,
+    write_manifest,
+)
 from conftest import rows
 
 FILES = ["adapter.safetensors", "adapter_config.json", ".record.json"]
@@ -249,3 +258,17 @@ def test_progress_counts_every_file_and_byte_to_the_totals(
     assert (
         calls[-1] == (12, 12, imported.bytes, imported.bytes) and imported.bytes == exported.bytes
     )
+
+
+def test_a_manifest_listing_children_first_still_imports_parents_first(
+    registry: AdapterRegistry, target: AdapterRegistry, tmp_path: Path
+) -> None:
+    made = family(registry)
+    registry.export(tmp_path / "b", ids=[made["child"].id])
+    writable(tmp_path / "b")
+    manifest = read_manifest(tmp_path / "b")
+    manifest["adapters"].reverse()
+    write_manifest(tmp_path / "b", manifest)
+    report = target.import_bundle(tmp_path / "b")
+    assert report.ok
+    assert report.imported == [made["grand"].id, made["parent"].id, made["child"].id]

@@ -32,7 +32,7 @@ from typing import Protocol
 from sqlalchemy import insert
 
 from . import _core, queries, storing, validation
-from .bundles import FILES, MUTABLE, Bundle, BundledAdapter, open_bundle
+from .bundles import FILES, MUTABLE, Bundle, BundledAdapter, open_bundle, parents_first
 from .errors import (
     AdapterAlreadyExistsError,
     AdapterRegistryError,
@@ -250,7 +250,8 @@ def _levels(
     coming = {a.id for a in todo}
     needed = {p for a in todo for p in a.record.parents if p not in coming}
     here = _present(run.records, sorted(needed)).keys()
-    for adapter in todo:  # the manifest lists parents first (each checked below)
+    order = parents_first([a.id for a in todo], {a.id: a.record.parents for a in todo})
+    for adapter in [adapters[i] for i in order]:  # whatever order the manifest gives
         level = 0
         for parent in adapter.record.parents:
             if parent in depth:
