@@ -44,7 +44,6 @@ ARGS: dict[str, list[str]] = {
     "resolve": ["resolve", ID],
     "export": ["export", "bundle.tar"],
     "backup": ["backup", "backup.tar"],
-    "backup": ["backup", "backup.tar"],
     "ui": ["ui", "--port", "0"],
 }
 NON_CREATING = sorted(set(COMMANDS) - CREATING)
