@@ -272,3 +272,26 @@ def test_a_manifest_listing_children_first_still_imports_parents_first(
     report = target.import_bundle(tmp_path / "b")
     assert report.ok
     assert report.imported == [made["grand"].id, made["parent"].id, made["child"].id]
+
+
+def test_ctrl_c_registers_nothing_and_a_second_run_finishes(
+    registry: AdapterRegistry, target: AdapterRegistry, tmp_path: Path
+) -> None:
+    made = family(registry)
+    registry.export(tmp_path / "b")
+    # The first adapter staged sends SIGINT to the importing process (a Ctrl-C), which goes on.
+    code = (
+        "import sys; from adapter_registry import AdapterRegistry; AdapterRegistry(root="
+        "sys.argv[1], db_url=sys.argv[2]).import_bundle(sys.argv[3], threads=1)"
+    )
+    env = {**os.environ, _core.CRASH_AT_ENV: "staged", _core.CRASH_SIGNAL_ENV: "INT"}
+    stopped = subprocess.run(
+        [sys.executable, "-c", code, str(target.root), target.db_url, str(tmp_path / "b")],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert stopped.returncode != 0 and "KeyboardInterrupt" in stopped.stderr
+    assert "run it again to finish it" in stopped.stderr
+    assert rows(target) == 0
+    report = target.import_bundle(tmp_path / "b")
+    assert report.ok and sorted(report.imported) == sorted(r.id for r in made.values())
+    assert all(r.ok for r in target.verify_all())

@@ -287,14 +287,22 @@ def _publish_level(
                 )
     level = [a for a in level if a.id not in run.report.refused]
     published: list[tuple[BundledAdapter, AdapterRecord]] = []
-    with ThreadPoolExecutor(workers) as pool:
-        outcomes = pool.map(lambda a: _publish(run, a), level)
-        for adapter, outcome in zip(level, outcomes, strict=True):
+    pool = ThreadPoolExecutor(workers)
+    try:
+        futures = [pool.submit(_publish, run, adapter) for adapter in level]
+        for adapter, future in zip(level, futures, strict=True):
+            outcome = future.result()
             if isinstance(outcome, AdapterRegistryError):
                 run.refuse(adapter.id, outcome)
             else:
                 published.append((adapter, outcome))
                 run.count(len(FILES), adapter.total_bytes)
+    except BaseException as err:  # Ctrl-C: no new publish starts; nothing is registered
+        pool.shutdown(wait=True, cancel_futures=True)
+        if hasattr(err, "add_note"):
+            err.add_note("the import stopped before registering; run it again to finish it")
+        raise
+    pool.shutdown(wait=True)
     return published
 
 
