@@ -84,12 +84,8 @@ class _Run:
     def refuse(self, adapter_id: str, err: AdapterRegistryError) -> None:
         prefix = f"adapter {adapter_id}"
         if prefix not in str(err):
-            args = (
-                (err.errno, f"{prefix}: {err}")
-                if isinstance(err, OSError)
-                else (f"{prefix}: {err}",)
-            )
-            err = type(err)(*args)
+            message = f"{prefix}: {err}"
+            err = type(err)(err.errno, message) if isinstance(err, OSError) else type(err)(message)
         self.report.refused.setdefault(adapter_id, err)
 
     def count(self, files: int, size: int) -> None:
@@ -122,6 +118,8 @@ def import_bundle(
                 run.refuse(adapter.id, err)
             except (ValueError, TypeError, RecursionError) as err:  # a value of the wrong type
                 run.refuse(adapter.id, InvalidAdapterError(f"its manifest entry: {err}"))
+            except OSError as err:  # a member gone or changed since the bundle was opened
+                run.refuse(adapter.id, IntegrityError(f"the bundle cannot be read ({err})"))
         present = _present(records, [a.id for a in bundle.adapters])
         todo = [a for a in bundle.adapters if a.id not in run.report.refused]
         todo = [a for a in todo if not _already_here(run, a, present.get(a.id))]
