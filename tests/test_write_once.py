@@ -155,6 +155,8 @@ def test_the_api_has_no_way_to_change_weights() -> None:
         "evaluations",
         "record_evaluation",
         "resolve_alias",
+        "latest_verify_report",
+        "save_verify_report",
         "search",
         "set_alias",
         "set_tags",
