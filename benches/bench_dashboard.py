@@ -1,5 +1,6 @@
 """The dashboard's pages over 100,000 records (SQLite, read-only): a task's leaderboard (top
-50 by fitness, the first page and a page 19,000 rows down), and adapter pages with the worst
+50 by fitness: the first page, and one 17,000 rows down among the unscored of its 18,000 live
+adapters, past its 14,000 scored ones), and adapter pages with the worst
 lineages: the tip of a 700-generation chain and a parent of 10,000 children, the lineage graph
 bounded by its depth and breadth caps (6 and 12) and the children by theirs (50, then a link).
 Targets: leaderboard p50 at most 50 ms of server time, the adapter page at most 50 ms.
@@ -38,7 +39,7 @@ ROUNDS = 10
 CALLS = 20
 RECORDS, TASKS = size(100_000, 2_000), 5
 CHAIN, CHILDREN = size(700, 30), size(10_000, 60)
-DEEP = RECORDS // TASKS * 19 // 20  # a leaderboard page this many rows down
+DEEP = RECORDS // TASKS * 17 // 20  # a leaderboard page this many rows down (of 18,000 live)
 TASK = "task-1"
 CHAIN_ID = "00000000-0000-4000-8000-{:012d}"
 CHILD_ID = "11111111-0000-4000-8000-{:012d}"

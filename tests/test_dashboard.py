@@ -586,3 +586,36 @@ def test_without_the_ui_extra_ui_says_what_to_install_and_the_demo_skips_its_ste
     assert demo.returncode == 0, demo.stderr
     skipped = json.loads(demo.stdout)["dashboard"]
     assert not skipped["ran"] and "adapter-registry[ui]" in skipped["reason"]
+
+
+def test_every_leaderboard_page_is_search_s_page(
+    registry: AdapterRegistry, client: TestClient
+) -> None:
+    """Scored, unscored and archived adapters, with ties: each page, read in its scored and
+    unscored parts where that is cheaper, is exactly search()'s page at that offset."""
+    rows = [
+        _raw_record(
+            f"00000000-0000-4000-8000-{i:012d}", agent_id=f"agent-{i % 2}",
+            created_at=f"2026-01-01T00:00:00.{(i * 7) % 23:06d}+00:00",
+            fitness_score=None if i % 3 == 0 else round((i % 5) / 5, 1),
+            is_archived=i % 7 == 0,
+        )
+        for i in range(23)
+    ]  # fmt: skip
+    _write_rows(registry, rows)
+    for query in ("", "&agent_id=agent-1", "&include_archived=1", "&order_by=created_at"):
+        filters = dict(
+            p.split("=") for p in query.lstrip("&").split("&") if p
+        )  # the same filters, for search()
+        filters["include_archived"] = bool(filters.get("include_archived"))
+        filters.setdefault("order_by", "-fitness_score")
+        expected = [r.id for r in registry.search(task_type="bug-fix", **filters)]
+        assert len(expected) > 6  # pages of 3 run through scored and unscored ones
+        pages = []
+        for offset in range(0, 27, 3):
+            answer = client.get(f"/api/leaderboard/bug-fix?limit=3&offset={offset}{query}")
+            page = _ids(answer)
+            want = registry.search(task_type="bug-fix", **filters, limit=3, offset=offset)
+            assert page == [r.id for r in want], (query, offset)
+            pages += page
+        assert pages == expected, query
