@@ -92,6 +92,7 @@ def test_every_page_and_endpoint_answers_with_the_registry_s_data(
     assert (tasks["bug-fix"]["adapters"], tasks["bug-fix"]["best_fitness"]) == (4, 0.9)
     assert {m["base_model_id"] for m in overview["base_models"]} == {a.base_model_id, "other/model"}
     assert [r["id"] for r in overview["newest"]] == [r.id for r in reversed(made.values())]
+    assert {r["id"]: r["aliases"] for r in overview["newest"]}[c.id] == ["champion"]
     page = client.get("/")
     assert page.status_code == 200 and "<td>5</td>" in page.text
     assert "default-src 'none'" in page.headers["content-security-policy"]

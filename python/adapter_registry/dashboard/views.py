@@ -83,6 +83,7 @@ def overview(reader: ReadOnlyRegistry) -> dict[str, Any]:
         return max(scores) if scores else None
 
     newest = reader.search(include_archived=True, order_by="-created_at", limit=NEWEST_SHOWN)
+    names = _aliases_of(reader, [r.id for r in newest])
     return {
         "totals": _summed([tuple(p[2:]) for p in pairs]),
         "task_types": [
@@ -90,7 +91,7 @@ def overview(reader: ReadOnlyRegistry) -> dict[str, Any]:
             for k, v in sorted(tasks.items())
         ],
         "base_models": [{"base_model_id": k, **_summed(v)} for k, v in sorted(bases.items())],
-        "newest": [record_dict(r) for r in newest],
+        "newest": [{**record_dict(r), "aliases": names.get(r.id, [])} for r in newest],
     }
 
 
