@@ -86,12 +86,13 @@ def export(
     as_json: bool,
     **options: Any,
 ) -> None:
-    """Write adapters to a bundle: a directory, or a .tar when DEST ends in .tar.
+    """Write adapters to a bundle: a directory or a .tar.
 
-    Takes every filter of ls; archived adapters are included unless --exclude-archived, and
-    each adapter's ancestors come along unless --no-ancestors. The bundle holds the files as
-    published and a manifest (records, fitness, archive state, tags, evaluation history, the
-    SHA-256 of every file). DEST must not exist.
+    DEST is a .tar when its name ends so, else a directory. Takes every filter of ls; archived
+    adapters are included unless --exclude-archived, and each adapter's ancestors come along
+    unless --no-ancestors. The bundle holds the files as published and a manifest (records,
+    fitness, archive state, tags, evaluation history, the SHA-256 of every file). DEST must not
+    exist.
 
     \b
     Example:
@@ -113,14 +114,15 @@ def export(
 @json_option
 @click.pass_obj
 def backup(settings: Settings, dest: Path, as_json: bool) -> None:
-    """A consistent backup of a live registry: every adapter, as a bundle (.tar or directory).
+    """Back up every adapter of a live registry, consistently.
 
-    The database is read in one snapshot while others may keep storing; every adapter
-    registered before the backup began is in it. Restore with import into an empty home.
+    A bundle (.tar or directory) of every adapter. The database is read in one snapshot while
+    others may keep storing; every adapter registered before the backup began is in it. Restore
+    with import into an empty home.
 
     \b
     Example:
-      adapter-registry --home /srv/rune backup /backups/rune-$(date +%F).tar
+      adapter-registry backup /backups/rune-$(date +%F).tar
     """
     registry = settings.registry()
     with Bar("backup") as bar:
@@ -141,16 +143,16 @@ def backup(settings: Settings, dest: Path, as_json: bool) -> None:
 def import_(
     settings: Settings, src: Path, with_aliases: bool, threads: int | None, as_json: bool
 ) -> None:
-    """Import a bundle: adapters keep their ids, times, lineage, state, tags and history.
+    """Import a bundle's adapters, keeping their ids and lineage.
 
-    Every file is checked against the manifest and its record first. An adapter already here
-    with the same files is skipped (its state here is kept; differences are listed); one that
-    cannot be imported is listed with the reason, and the exit status is 1. Creates the
-    registry if there is none.
+    They keep their times, state, tags and history too. Every file is checked against the
+    manifest and its record first. An adapter already here with the same files is skipped (its
+    state here is kept; differences are listed); one that cannot be imported is listed with the
+    reason, and the exit status is 1. Creates the registry if there is none.
 
     \b
     Example:
-      adapter-registry --home /srv/central import /backups/bug-fix.tar --with-aliases
+      adapter-registry import /backups/bug-fix.tar --with-aliases
     """
     registry = settings.registry(create=True)
     with Bar("import") as bar:
