@@ -263,15 +263,19 @@ def test_a_root_and_a_database_made_before_ids_that_disagree_are_refused(
 
 
 def test_a_new_database_never_silently_adopts_a_non_empty_root(tmp_path: Path, new_db: Any) -> None:
-    """A root whose database was lost: a new one binds to it and registers nothing; recover()
-    leaves its adapters; recover(adopt=True) registers them."""
+    """A root whose database was lost (and its marker): a new database is refused; opened
+    with adopt=True it binds to it and registers nothing; recover() leaves its adapters;
+    recover(adopt=True) registers them."""
     root, url, old_id = made(tmp_path, "a", new_db(), adapters=2)
     with AdapterRegistry(root, url) as old:
         old.update_fitness(old.list_all()[0].id, fitness_score=0.9)
         ids = sorted(r.id for r in old.list_all())
     (root / MARKER).unlink()  # lost with the database, or made before registry ids
     url_new = new_db()
-    with AdapterRegistry(root, url_new) as registry:
+    with pytest.raises(RegistryMismatchError, match=r"never takes .*recover --adopt"):
+        AdapterRegistry(root, url_new)
+    assert tables(url_new) == [] and not (root / MARKER).exists()
+    with AdapterRegistry(root, url_new, adopt=True) as registry:
         assert registry.registry_id != old_id
         assert marker_of(root) == {"registry_id": registry.registry_id, "unadopted": ids}
         assert registry.list_all() == []
@@ -305,6 +309,84 @@ def test_recover_adopt_on_the_command_line(tmp_path: Path, new_db: Any, backend:
     )
     assert missing.exit_code == 1 and f"no registry at {tmp_path / 'nope'}" in missing.stderr
     assert not (tmp_path / "nope").exists()
+
+
+def test_one_open_with_a_new_database_never_binds_a_made_before_ids_root(
+    tmp_path: Path, new_db: Any
+) -> None:
+    """A pre-release root opened once with a new, empty database (a forgotten db_url) is
+    refused, so the real database still opens it afterwards."""
+    root, url, _ = made(tmp_path, "old", new_db(), adapters=2)
+    as_before_ids(root, url)
+    oops = new_db()
+    with pytest.raises(RegistryMismatchError) as caught:
+        AdapterRegistry(root, oops)
+    assert str(root) in str(caught.value) and oops.rsplit("/", 1)[1] in str(caught.value)
+    assert "recover --adopt" in str(caught.value) and "adopt=True" in str(caught.value)
+    assert not (root / MARKER).exists() and tables(oops) == []
+    with AdapterRegistry(root, url) as registry:
+        assert len(registry.list_all()) == 2 and marker_of(root)["unadopted"] == []
+
+
+def test_a_root_whose_database_was_lost_is_adopted_by_a_new_one(
+    tmp_path: Path, new_db: Any
+) -> None:
+    """The root keeps its marker: a new database takes its registry id only when adopting,
+    and recover() then registers the root's adapters."""
+    root, _, registry_id = made(tmp_path, "a", new_db(), adapters=2)
+    ids = sorted(e.name for e in root.iterdir() if not e.name.startswith("."))
+    url = new_db()
+    with pytest.raises(RegistryMismatchError, match="holds no registry"):
+        AdapterRegistry(root, url)
+    with AdapterRegistry(root, url, adopt=True) as registry:
+        assert registry.registry_id == registry_id and identity_rows(url) == [(registry_id,)]
+        assert sorted(registry.recover(adopt=True).rolled_forward) == ids
+    with AdapterRegistry(root, url, create=False) as again:
+        assert sorted(r.id for r in again.list_all()) == ids
+        assert all(r.ok for r in again.verify_all())
+
+
+def test_a_non_creating_open_never_binds_another_root(tmp_path: Path, new_db: Any) -> None:
+    """A mistyped root beside a bound database: "no registry at" when it is empty, a mismatch
+    when it holds something; no marker is written either way, creating or not."""
+    root, url, registry_id = made(tmp_path, "a", new_db(), adapters=0)
+    typo = tmp_path / "typo"
+    typo.mkdir()
+    with pytest.raises(RegistryNotFoundError, match=f"^no registry at {typo}"):
+        AdapterRegistry(typo, url, create=False)
+    (typo / "notes").write_text("x")
+    for create in (False, True):
+        with pytest.raises(RegistryMismatchError, match=f"registry {registry_id}.*root {typo}"):
+            AdapterRegistry(typo, url, create=create)
+    assert sorted(os.listdir(typo)) == ["notes"]
+    with AdapterRegistry(root, url) as registry:  # its own root still opens, and stores
+        store(registry)
+    with pytest.raises(RegistryMismatchError):
+        AdapterRegistry(typo, url, create=False)
+    assert sorted(os.listdir(typo)) == ["notes"]
+
+
+def test_an_opener_that_sees_another_bind_midway_decides_again_under_the_lock(
+    tmp_path: Path, new_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two openers of one new registry: the other binds it (database row, then marker)
+    between this opener's read of the database and its read of the root."""
+    from adapter_registry import identity
+
+    root, url = tmp_path / "h" / "adapters", new_db()
+    real, other = identity.read_marker, []
+
+    def read_marker_while_another_binds(where: Path) -> Any:
+        if not other:
+            other.append("opening")
+            with AdapterRegistry(root, url) as first:
+                other.append(first.registry_id)
+        return real(where)
+
+    monkeypatch.setattr(identity, "read_marker", read_marker_while_another_binds)
+    with AdapterRegistry(root, url) as registry:
+        assert registry.registry_id == other[1] == marker_of(root)["registry_id"]
+    assert identity_rows(url) == [(other[1],)]
 
 
 # ------------------------------------------------------------------------ many openers

@@ -1,21 +1,14 @@
 """Import: the adapters of a bundle published and registered here, under their own ids.
 
-In order, for a bundle that opened (``bundles.open_bundle`` refused any hostile member):
-
-1. each manifest entry is checked as ``recover()`` checks a record on disk (every rule of
-   ``store()``), against its ``.record.json`` (every immutable column), its config (rank,
-   base model) and the manifest's hashes of both small files;
-2. an adapter here with the same hashes is skipped, its state here kept (the report names the
-   differences); with other hashes, or a directory of its id without a row, it is refused;
-   one whose parent is neither here nor coming is refused, and so, in turn, its children;
-3. generation by generation (parents first), the adapters are staged and published on a pool
-   of threads by the core's exclusive publish, as ``store()`` does: the weights are hashed as
-   they are copied and checked against the manifest and the record before the publish, which
-   fsyncs the files and the directory before it returns;
-4. once every adapter is published, so every file verified, the rows are registered (rows,
-   lineage edges, tags, evaluation history as in the bundle), 500 adapters per transaction:
-   an adapter is registered only once its files are durable. A crash before a commit leaves
-   published directories that the same import, run again, registers (or ``recover()``).
+For a bundle that opened (``bundles.open_bundle`` refused hostile members): 1. each entry is
+checked as ``recover()`` checks a record (every rule of ``store()``), against its files and
+the manifest's hashes; 2. one here with the same hashes is skipped, with others (or a
+directory without a row) refused, and so is one whose parent is neither here nor coming;
+3. generation by generation, the adapters are published by the core's exclusive publish, as
+``store()`` does, on a pool of threads (the weights hashed as they are copied, and fsynced);
+4. then the rows are registered, parents first, 500 per transaction: an adapter is registered
+only once its files are durable. A crash before a commit leaves published directories that
+the same import, run again, registers (or ``recover()``).
 """
 
 from __future__ import annotations
@@ -62,6 +55,7 @@ IN_FLIGHT_BYTES = 1 << 30
 #: Adapters registered per transaction (a long one would hold SQLite's write lock).
 REGISTER_BATCH = 500
 _Progress = Callable[[int, int, int, int], object]
+_Pair = tuple[BundledAdapter, AdapterRecord]
 
 
 class _Aliases(Protocol):
@@ -74,12 +68,10 @@ class _Aliases(Protocol):
 class _Run:
     def __init__(self, records: Records, root: Path, bundle: Bundle, progress: _Progress | None):
         self.records, self.root, self.bundle = records, root, bundle
-        self.report = ImportReport()
-        self.progress = progress
-        self.total_bytes = 0
-        self.total_files = 0
+        self.report, self.progress = ImportReport(), progress
+        self.total_bytes, self.total_files = 0, 0
         #: Adapters an earlier, interrupted run of this import published but did not register.
-        self.adopted: list[tuple[BundledAdapter, AdapterRecord]] = []
+        self.adopted: list[_Pair] = []
 
     def refuse(self, adapter_id: str, err: AdapterRegistryError) -> None:
         prefix = f"adapter {adapter_id}"
@@ -104,8 +96,7 @@ def import_bundle(
     threads: int | None = None,
     progress: _Progress | None = None,
 ) -> ImportReport:
-    """See ``AdapterRegistry.import_bundle``; ``aliases`` (the registry) sets the bundle's
-    aliases that it lacks, when given."""
+    """See ``AdapterRegistry.import_bundle``; ``aliases`` (the registry) sets those it lacks."""
     started = time.perf_counter()
     workers = validation.check_threads(threads) or DEFAULT_THREADS
     with open_bundle(src) as bundle:
@@ -128,9 +119,10 @@ def import_bundle(
         if bundle.tar:  # a tar member is staged from memory: bound what is in flight
             largest = max((a.record.file_size_bytes for a in todo), default=1)
             workers = max(1, min(workers, IN_FLIGHT_BYTES // max(largest, 1)))
-        published = list(run.adopted)
+        published: list[_Pair] = []
         for level in _levels(run, todo, adapters):
             published += _publish_level(run, level, workers)
+        published = _to_register(run, published)
         for start in range(0, len(published), REGISTER_BATCH):
             _register(run, published[start : start + REGISTER_BATCH])
         if aliases is not None:
@@ -272,9 +264,22 @@ def _levels(
     return levels
 
 
-def _publish_level(
-    run: _Run, level: list[BundledAdapter], workers: int
-) -> list[tuple[BundledAdapter, AdapterRecord]]:
+def _to_register(run: _Run, published: list[_Pair]) -> list[_Pair]:
+    """Those published now and by an interrupted run (``run.adopted``), parents first (they
+    are registered in batches); one whose parent is neither here nor among them is refused."""
+    every = {a.id: (a, r) for a, r in [*run.adopted, *published]}
+    order = parents_first(every, {i: r.parents for i, (_, r) in every.items()})
+    outside = sorted({p for _, r in every.values() for p in r.parents} - every.keys())
+    known = set(run.report.skipped) | _present(run.records, outside).keys()
+    for i in order:
+        if gone := [p for p in every[i][1].parents if p not in known]:
+            run.refuse(i, InvalidAdapterError(f"its parent {gone[0]} is not here; unregistered"))
+        else:
+            known.add(i)
+    return [every[i] for i in order if i in known]
+
+
+def _publish_level(run: _Run, level: list[BundledAdapter], workers: int) -> list[_Pair]:
     """Publish one generation on a pool of threads; a child of a refused parent is refused."""
     for adapter in level:
         for parent in adapter.record.parents:
@@ -284,7 +289,7 @@ def _publish_level(
                     InvalidAdapterError(f"its parent {parent} was refused; nothing was written"),
                 )
     level = [a for a in level if a.id not in run.report.refused]
-    published: list[tuple[BundledAdapter, AdapterRecord]] = []
+    published: list[_Pair] = []
     pool = ThreadPoolExecutor(workers)
     try:
         futures = [pool.submit(_publish, run, adapter) for adapter in level]
@@ -361,9 +366,8 @@ def _published_by_us(root: Path, record: AdapterRecord) -> bool:
     return written == record_file_bytes(record) and verify_records(root, [record])[0].ok
 
 
-def _register(run: _Run, published: list[tuple[BundledAdapter, AdapterRecord]]) -> None:
-    """Rows, edges, tags and history of published adapters, in one transaction (one
-    executemany per table)."""
+def _register(run: _Run, published: list[_Pair]) -> None:
+    """Rows, edges, tags and history of published adapters: one transaction, one executemany."""
     _core.crash_point("published")
     edges = [{"parent_id": p, "child_id": r.id} for _, r in published for p in r.parents]
     tags = [

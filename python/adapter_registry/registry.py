@@ -40,6 +40,8 @@ class AdapterRegistry(Finding, Promoting, Evaluating, Moving, SavedReports, Serv
             default ``$RUNE_HOME``, else ``~/.rune``.
         create: Create the root and the database where absent (the default). With False, a
             registry that is not there is ``RegistryNotFoundError`` and nothing is created.
+        adopt: Let a database with no adapters be bound to a root that holds some (a root whose
+            database was lost); ``recover(adopt=True)`` then registers them. Refused otherwise.
         pool_size: Connections kept open to the database.
         pool_timeout: Seconds to wait for a pooled connection.
         connect_timeout: Seconds to reach a database server.
@@ -59,6 +61,7 @@ class AdapterRegistry(Finding, Promoting, Evaluating, Moving, SavedReports, Serv
         *,
         home: str | os.PathLike[str] | None = None,
         create: bool = True,
+        adopt: bool = False,
         pool_size: int = 5,
         pool_timeout: float = 30.0,
         connect_timeout: float = 10.0,
@@ -66,7 +69,7 @@ class AdapterRegistry(Finding, Promoting, Evaluating, Moving, SavedReports, Serv
         #: The id that binds the root and the database (README: "One registry, wherever it lives").
         self.registry_id: str
         self.root, self._db, self.registry_id = open_registry(
-            root, db_url, home, create=create, pool_size=pool_size,
+            root, db_url, home, create=create, adopt=adopt, pool_size=pool_size,
             pool_timeout=pool_timeout, connect_timeout=connect_timeout,
         )  # fmt: skip
         self.db_url = self._db.engine.url.render_as_string(hide_password=False)

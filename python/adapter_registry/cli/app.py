@@ -129,17 +129,23 @@ class Settings:
     home_from_command_line: bool = False
     _registry: AdapterRegistry | None = None
 
-    def registry(self, create: bool = False) -> AdapterRegistry:
+    #: Whether --db-url came from $RUNE_DB_URL (a --home on the command line then wins).
+    db_url_from_env: bool = False
+
+    def registry(self, create: bool = False, adopt: bool = False) -> AdapterRegistry:
         """The registry the options name, opened on first use. Only the commands that may
-        make a registry (store, import, demo) pass ``create=True``; for every other one a
-        registry that is not there is "no registry at ...", and nothing is created."""
+        make a registry (store, import, demo, recover --adopt) pass ``create=True``; for every
+        other one a registry that is not there is "no registry at ...", and nothing is
+        created. ``adopt`` is recover --adopt's (``AdapterRegistry(adopt=True)``)."""
         if self._registry is None:
             root = self.root
             db_url: str | URL | None = self.db_url
             if self.home is not None:
+                if self.home_from_command_line and self.db_url_from_env:
+                    db_url = None  # as the API's home=: $RUNE_DB_URL is not read
                 root = root or home_root(self.home)
                 db_url = db_url or home_db_url(self.home)
-            self._registry = AdapterRegistry(root=root, db_url=db_url, create=create)
+            self._registry = AdapterRegistry(root=root, db_url=db_url, create=create, adopt=adopt)
         return self._registry
 
     def adapter_id(self, name: str) -> str:
@@ -269,6 +275,8 @@ def cli(
         db_url=db_url,
         debug=debug,
         home_from_command_line=source is click.core.ParameterSource.COMMANDLINE,
+        db_url_from_env=ctx.get_parameter_source("db_url")
+        is click.core.ParameterSource.ENVIRONMENT,
     )
     ctx.obj = settings
     ctx.call_on_close(settings.close)

@@ -169,7 +169,7 @@ def _registry_to_recover(settings: Settings, adopt: bool) -> AdapterRegistry:
     root = locate(given, settings.db_url)[0]
     if not root.is_dir():
         raise CommandError(f"no registry at {root}: the adapter root is missing")
-    return settings.registry(create=True)
+    return settings.registry(create=True, adopt=True)
 
 
 @click.command()

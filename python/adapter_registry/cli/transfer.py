@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ..bundles import open_bundle
 from ..reports import ExportReport, ImportReport
 from .app import Settings
 from .options import ADAPTER, search_arguments, search_options
@@ -154,6 +155,8 @@ def import_(
     Example:
       adapter-registry import /backups/bug-fix.tar --with-aliases
     """
+    with open_bundle(src):  # a bundle that is not there (or not one) creates no registry
+        pass
     registry = settings.registry(create=True)
     with Bar("import") as bar:
         report = registry.import_bundle(

@@ -28,6 +28,7 @@ from ..evaluating import Evaluating
 from ..fast_reads import BUSY_TIMEOUT_MS, PostgresReader, RawReader, SqliteReader
 from ..finding import Finding
 from ..home import locate, shown_url
+from ..identity import check_identity
 from ..promoting import Promoting
 from ..records import Records
 from ..saved_reports import SavedReports
@@ -171,7 +172,9 @@ class ReadOnlyRegistry(Finding, Promoting, Evaluating, SavedReports):
         home: Where the root and the database are when not given (as ``AdapterRegistry``).
 
     Raises:
-        RegistryNotFoundError: No registry there (no database, no schema, no root).
+        RegistryNotFoundError: No registry there (no database, no schema, no root; a root
+            bound to no registry beside a database that is bound).
+        RegistryMismatchError: The root and the database are not one registry.
         AdapterStorageError: The database cannot be read, or its schema is not this release's.
     """
 
@@ -185,9 +188,14 @@ class ReadOnlyRegistry(Finding, Promoting, Evaluating, SavedReports):
     ) -> None:
         where, url = locate(root, db_url, home)
         self._db = ReadOnlyDatabase(url, pool_size=pool_size)
-        if not where.is_dir():
+        try:
+            if not where.is_dir():
+                raise RegistryNotFoundError(f"no registry at {where}: the adapter root is missing")
+            with self._db.read() as conn:  # one registry: the root's marker, the database's id
+                self.registry_id = check_identity(conn, where, self._db.shown)
+        except BaseException:
             self._db.dispose()
-            raise RegistryNotFoundError(f"no registry at {where}: the adapter root is missing")
+            raise
         self.root = where
         self.db_url = self._db.shown
         self._records = Records(self._db, where)
