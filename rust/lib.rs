@@ -473,16 +473,19 @@ fn verify_files(
         .collect())
 }
 
-/// (directory, weights sha256, weights size, config sha256, the row's file_path) of one adapter.
-type ExpectedTuple = (PathBuf, String, u64, String, PathBuf);
+/// (id, weights sha256, weights size, config sha256, the row's file_path) of one adapter: the
+/// first columns of a verification row, as the query gives them.
+type ExpectedTuple = (String, String, u64, String, PathBuf);
 
-/// Give stored adapters their whole verdict (hash, size, modes, PEFT link) on `threads`
-/// threads; returns (verdict, problems) per adapter, in input order. See `PyObserver` for
-/// `progress`, which counts two files per adapter.
+/// Give stored adapters under `root` their whole verdict (hash, size, modes, PEFT link) on
+/// `threads` threads; returns (verdict, problems) per adapter, in input order. Each adapter's
+/// files are found at `{root}/{id}` (as `records.adapter_directory` has it), never from the
+/// row's file_path. See `PyObserver` for `progress`, which counts two files per adapter.
 #[pyfunction]
-#[pyo3(signature = (items, threads = None, progress = None))]
+#[pyo3(signature = (root, items, threads = None, progress = None))]
 fn verify_adapters(
     py: Python<'_>,
+    root: PathBuf,
     items: Vec<ExpectedTuple>,
     threads: Option<usize>,
     progress: Option<Py<PyAny>>,
@@ -491,8 +494,8 @@ fn verify_adapters(
     let expected: Vec<verify::Expected> = items
         .into_iter()
         .map(
-            |(dir, file_hash, file_size, config_hash, recorded_path)| verify::Expected {
-                dir,
+            |(id, file_hash, file_size, config_hash, recorded_path)| verify::Expected {
+                dir: root.join(id),
                 file_hash,
                 file_size,
                 config_hash,

@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::files::{open_regular_file, SEALED_MODE};
-use crate::hash::{hash_reader_into, hash_reader_pipelined, CHUNK, PIPELINE_FROM};
+use crate::hash::{hash_reader_pipelined, hash_regular_into, CHUNK, PIPELINE_FROM};
 use crate::staging::{CONFIG_FILE, PEFT_WEIGHTS_FILE, WEIGHTS_FILE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +125,7 @@ fn check_file(
             if buf.is_empty() {
                 buf.resize(CHUNK, 0);
             }
-            hash_reader_into(&mut reader, buf, |n| on_bytes(n as u64))
+            hash_regular_into(&mut reader, buf, meta.len(), |n| on_bytes(n as u64))
         })
     };
     let digest = match hashed {

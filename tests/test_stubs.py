@@ -94,10 +94,11 @@ def calls(tmp_path: Path) -> dict[str, Callable[[], Any]]:
         "sweep_staging_report": lambda: _core.sweep_staging_report(str(root)),
         "verify_files": lambda: _core.verify_files([(str(weights), digest)]),
         "verify_adapters": lambda: _core.verify_adapters(
+            str(directory.parent),
             [
-                (str(directory), digest, size, config_digest, directory / _core.WEIGHTS_FILE),
-                (str(tmp_path / "gone"), "", 0, "", ""),
-            ]
+                (directory.name, digest, size, config_digest, directory / _core.WEIGHTS_FILE),
+                ("gone", "", 0, "", ""),
+            ],
         ),
         "seal_problems": lambda: _core.seal_problems(str(directory)),
         "crash_point": lambda: _core.crash_point("staged"),

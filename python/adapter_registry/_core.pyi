@@ -116,7 +116,8 @@ def verify_files(
     progress: Callable[[int, int, int], object] | None = None,
 ) -> list[_Outcome]: ...
 def verify_adapters(
-    items: Sequence[tuple[_Path, str, int, str, _Path]],
+    root: _Path,
+    items: Sequence[tuple[str, str, int, str, _Path]],
     threads: int | None = None,
     progress: Callable[[int, int, int], object] | None = None,
 ) -> list[tuple[str, list[str]]]: ...

@@ -87,12 +87,14 @@ def _verify_rows(
     """Rows of ``queries.VERIFY_*``'s columns to reports: the files' verdicts are the core's
     (every file opened once, hashed, its mode and inode from that descriptor), the row rules
     are checked here, and a report is made per row, in order."""
+    # Each adapter's files are at adapter_directory(root, id), which the core joins itself.
+    kept = str(root)
     verdicts = _core.verify_adapters(
-        [(adapter_directory(root, r[0]), r[1], r[2], r[3], _path_to_check(root, r[0], r[4]))
-         for r in rows],
+        root,
+        [(r[0], r[1], r[2], r[3], _path_to_check(kept, r[0], r[4])) for r in rows],
         validation.check_threads(threads),
         progress,
-    )  # fmt: skip
+    )
     reports = []
     for row, (status, problems) in zip(rows, verdicts, strict=True):
         if _UNLINKED in problems and _a_copy_of_the_weights(
@@ -133,27 +135,29 @@ def _a_copy_of_the_weights(directory: Path, file_hash: str, size: int) -> bool:
         return False
 
 
-def _path_to_check(root: Path, adapter_id: str, recorded: str) -> str | Path:
+def _path_to_check(root: str, adapter_id: str, recorded: str) -> str:
     """What the core checks the row's file_path against: the file is always found from the
     root and the id, and a recorded path that names this adapter's weights in some root (where
     it was written, before the registry was moved or copied) agrees with it; any other path
-    (another adapter's, a relative one, /etc/passwd) is passed on, and the core reports it."""
+    (another adapter's, a relative one, /etc/passwd) is passed on, and the core reports it.
+    The weights' path is ``adapter_directory(root, id) / WEIGHTS_FILE``, written as a string
+    (no Path built per adapter on this hot path)."""
     if names_this_adapter(recorded, adapter_id):
-        return adapter_directory(root, adapter_id) / _core.WEIGHTS_FILE
+        return f"{root}/{adapter_id}/{_core.WEIGHTS_FILE}"
     return recorded
 
 
 def _row_problems(pass_rate: Any, fitness_score: Any, version: Any, generation: Any) -> list[str]:
     """The database's number rules (migration 0002), for rows written by hand before them."""
     problems = []
-    for check in (
-        lambda: validation.check_pass_rate(pass_rate),
-        lambda: validation.check_fitness(fitness_score),
-        lambda: validation.check_count("version", version, 1),
-        lambda: validation.check_count("generation", generation or 0, 0),
+    for check, args in (
+        (validation.check_pass_rate, (pass_rate,)),
+        (validation.check_fitness, (fitness_score,)),
+        (validation.check_count, ("version", version, 1)),
+        (validation.check_count, ("generation", generation or 0, 0)),
     ):
         try:
-            check()
+            check(*args)
         except InvalidAdapterError as err:
             problems.append(f"its row breaks a number rule: {err}")
     return problems
