@@ -11,7 +11,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -225,9 +225,13 @@ class ByteProgress:
     """A ``verify_all`` progress callback: a bar over bytes on a terminal (stderr), else silent.
 
     It keeps the latest ``files_done``, ``files_total`` and ``bytes_done`` either way.
+    ``total_bytes`` may be a function, called only when the bar shows: the bar's total then
+    costs nothing where nobody sees it (a script, a pipe).
     """
 
-    def __init__(self, total_bytes: int, description: str, show: bool | None = None) -> None:
+    def __init__(
+        self, total_bytes: int | Callable[[], int], description: str, show: bool | None = None
+    ) -> None:
         self.total_bytes = total_bytes
         self.description = description
         self.files_done = self.files_total = self.bytes_done = 0
@@ -256,7 +260,8 @@ class ByteProgress:
                 transient=True,
             )
             self._progress.start()
-            self._task = self._progress.add_task(self.description, total=self.total_bytes)
+            total = self.total_bytes() if callable(self.total_bytes) else self.total_bytes
+            self._task = self._progress.add_task(self.description, total=total)
         return self
 
     def __call__(self, files_done: int, files_total: int, bytes_done: int) -> None:
