@@ -40,10 +40,10 @@ lint: build
 # The bench smoke run: each bench module's setup and correctness asserts once, at a tiny size,
 # untimed (benches/conftest.py). Left out: bench_query_mlflow, bench_search and
 # bench_small_store (MLflow is the bench group's, not installed here), bench_interrupt (its
-# answer depends on timing: the signal must land mid-copy), and bench_store and bench_verify
-# (being rewritten; to add once they take size()).
+# answer depends on timing: the signal must land mid-copy).
 SMOKE_BENCHES := bench_hash bench_import bench_cli_start bench_load bench_query bench_pg_query \
-	bench_swarm bench_pg_store bench_dashboard bench_bundle bench_resolve
+	bench_swarm bench_pg_store bench_dashboard bench_bundle bench_resolve bench_store \
+	bench_verify bench_verify_small bench_verify_one
 
 # The dashboard's browser test drives Debian's Chromium through Debian's chromedriver, named
 # explicitly (Selenium Manager would download a driver): installed here where it is missing.

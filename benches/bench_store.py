@@ -35,11 +35,13 @@ import pytest
 from adapter_registry import AdapterRegistry, _core
 from adapter_registry._lora_files import one_pair
 
-from conftest import run_pedantic
+from conftest import run_pedantic, size
 
 GROUP = "ingest a 200 MiB adapter"
 ROUNDS = 6
 MIB = 1 << 20
+#: The adapter's MiB (the smoke run: 9, still more than one write-back step of 8 MiB).
+WEIGHTS_MIB = size(200, 9)
 CONFIG = {"peft_type": "LORA", "r": 8, "target_modules": ["q_proj"], "base_model_name_or_path": "m"}
 #: A round whose dd took longer than this saw the slow disk.
 SLOW_DISK_S = 0.3
@@ -49,7 +51,7 @@ _n = itertools.count()
 @contextmanager
 def setup(home: Path) -> Iterator[tuple[Path, AdapterRegistry]]:
     path = home / "src.safetensors"
-    path.write_bytes(one_pair(200 * MIB, 0))
+    path.write_bytes(one_pair(WEIGHTS_MIB * MIB, 0))
     path.read_bytes()
     registry = AdapterRegistry(root=home / "adapters", db_url=f"sqlite:///{home / 'r.db'}")
     yield path, registry

@@ -16,11 +16,13 @@ import pytest
 from adapter_registry import AdapterRegistry
 from adapter_registry._lora_files import one_pair
 
-from conftest import run_pedantic
+from conftest import run_pedantic, size
 
 GROUP = "verify(id) of a cached 200 MiB adapter"
 ROUNDS = 9
 MIB = 1 << 20
+#: The adapter's MiB (the smoke run: 9, past the core's pipelining threshold of 8 MiB).
+WEIGHTS_MIB = size(200, 9)
 CONFIG = {"peft_type": "LORA", "r": 8, "target_modules": ["q_proj"], "base_model_name_or_path": "m"}
 
 
@@ -28,7 +30,7 @@ CONFIG = {"peft_type": "LORA", "r": 8, "target_modules": ["q_proj"], "base_model
 def setup(home: Path) -> Iterator[tuple[AdapterRegistry, str, Path]]:
     registry = AdapterRegistry(root=home / "adapters", db_url=f"sqlite:///{home / 'r.db'}")
     record = registry.store(
-        one_pair(200 * MIB, 0), config=CONFIG, task_type="bug-fix", source="manual",
+        one_pair(WEIGHTS_MIB * MIB, 0), config=CONFIG, task_type="bug-fix", source="manual",
         session_id="b",
     )  # fmt: skip
     weights = Path(record.file_path)

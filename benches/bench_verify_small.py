@@ -20,12 +20,12 @@ import pytest
 from adapter_registry import AdapterRegistry, integrity
 from adapter_registry._lora_files import one_pair
 
-from conftest import run_pedantic
+from conftest import run_pedantic, size
 
 GROUP = "verify 3,000 x 64 KiB"
 ROUNDS = 9
 KIB = 1 << 10
-COUNT = 3000
+COUNT = size(3000, 30)
 CONFIG = {"peft_type": "LORA", "r": 8, "target_modules": ["q_proj"], "base_model_name_or_path": "m"}
 
 
