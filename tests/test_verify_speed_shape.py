@@ -120,3 +120,36 @@ def test_a_pipelined_store_publishes_the_bytes_it_hashed(tmp_path: Path) -> None
     assert stored == source.read_bytes()
     assert staged.file_hash == hashlib.sha256(stored).hexdigest()
     assert staged.file_size == len(stored)
+
+
+def test_the_cli_verify_reads_records_for_its_bar_only_when_the_bar_shows(
+    registry: AdapterRegistry, store_one: Any
+) -> None:
+    from adapter_registry.cli.integrity import verify_records
+    from adapter_registry.cli.output import ByteProgress
+
+    records = [store_one(seed=i) for i in range(3)]
+    on_disk = sum(
+        r.file_size_bytes + (Path(r.file_path).parent / _core.CONFIG_FILE).stat().st_size
+        for r in records
+    )
+    asked: list[int] = []
+
+    def total() -> int:
+        asked.append(on_disk)
+        return on_disk
+
+    with ByteProgress(total, "verify", show=False) as unseen:
+        registry.verify_all(progress=unseen)
+    assert asked == [] and unseen.bytes_done == on_disk, "no total where no bar draws"
+    with ByteProgress(total, "verify", show=True) as shown:
+        registry.verify_all(progress=shown)
+    assert asked == [on_disk] and shown.files_done == 6
+    for show in (False, True):
+        run = verify_records(registry, None, show_progress=show)
+        assert run.reports == registry.verify_all() and run.bytes == on_disk and run.ok
+        picked = verify_records(registry, [records[2].id], show_progress=show)
+        assert [r.adapter_id for r in picked.reports] == [records[2].id]
+    unknown = "12345678-1234-4234-8234-123456789abc"
+    with pytest.raises(AdapterNotFoundError, match=unknown):
+        verify_records(registry, [unknown], show_progress=False)
