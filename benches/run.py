@@ -7,7 +7,8 @@ by round, every contender runs once (CALLS times for sub-millisecond work; CALLS
 by contender name, where one contender is a thousand times slower), in an order that
 rotates, so that a burst of noise on this shared machine hits all of them alike. Reported: the
 median time of each contender, and for each baseline the median over rounds of
-baseline / ours (above 1: ours is faster). How busy the machine was is printed with the table.
+baseline / ours (above 1: ours is faster). How busy the machine was is printed with the table;
+each contender's median CPU seconds (this process's threads, not its children) go to the JSON.
 With --readme the table replaces the one between the README's bench markers.
 """
 
@@ -52,11 +53,14 @@ MODULES = [
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
-def timed(contender: Callable[..., Any], args: Sequence[Any], calls: int) -> float:
-    start = time.perf_counter()
+def timed(contender: Callable[..., Any], args: Sequence[Any], calls: int) -> tuple[float, float]:
+    """Seconds per call: wall-clock, and this process's CPU (every thread, user and system;
+    not child processes). CPU is what a busy machine shares out, so its ratio holds where
+    the wall-clock one falls to what the scheduler gave."""
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(calls):
         contender(*args)
-    return (time.perf_counter() - start) / calls
+    return (time.perf_counter() - start) / calls, (time.process_time() - cpu) / calls
 
 
 def run_module(module: ModuleType) -> dict[str, Any]:
@@ -67,6 +71,7 @@ def run_module(module: ModuleType) -> dict[str, Any]:
         for c in contenders
     }
     times: dict[str, list[float]] = {c.__name__: [] for c in contenders}
+    cpu: dict[str, list[float]] = {c.__name__: [] for c in contenders}
     with (
         tempfile.TemporaryDirectory(prefix="adapter-registry-bench-") as tmp,
         module.setup(Path(tmp)) as args,
@@ -77,7 +82,9 @@ def run_module(module: ModuleType) -> dict[str, Any]:
             shift = round_ % len(contenders)
             for contender in contenders[shift:] + contenders[:shift]:
                 name = contender.__name__
-                times[name].append(timed(contender, args, per[name]))
+                wall, used = timed(contender, args, per[name])
+                times[name].append(wall)
+                cpu[name].append(used)
     ours = contenders[0].__name__
     result: dict[str, Any] = {
         "group": module.GROUP,
@@ -85,6 +92,7 @@ def run_module(module: ModuleType) -> dict[str, Any]:
         "calls_per_round": per if isinstance(calls, dict) else calls,
         "ours": ours,
         "median_s": {name: statistics.median(t) for name, t in times.items()},
+        "median_cpu_s": {name: statistics.median(t) for name, t in cpu.items()},
         "ratios": {
             name: statistics.median(b / o for b, o in zip(t, times[ours], strict=True))
             for name, t in times.items()
