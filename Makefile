@@ -23,6 +23,8 @@ build: $(VENV)/.ready
 	rm -f python/adapter_registry/_core*.so
 	maturin develop --release $(if $(EXTRAS),--extras $(EXTRAS))
 
+# The demo takes the ui extra (starlette, uvicorn, jinja2: light) for its dashboard step; never torch.
+demo: EXTRAS = ui
 demo: build
 	$(VENV)/bin/adapter-registry demo
 
@@ -64,7 +66,7 @@ test: lint /usr/bin/chromedriver /usr/bin/rsync
 
 # Every comparison, contenders interleaved; prints the table, writes benches/results.json and
 # the README's table. (The same files also run under pytest-benchmark: pytest benches.)
-bench: EXTRAS = test,torch,ui
+bench: EXTRAS = test,torch,ui,vllm
 bench: build
 	$(PY) -m pip install -q --group bench
 	$(PY) benches/run.py --readme README.md

@@ -104,6 +104,14 @@ def _rows(s: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             "nothing written" if s["refuse"]["planted_refused"] else "REGISTERED",
         ),
     ]
+    bound = s.get("identity")
+    if bound is not None:
+        same = bound["copy_is_the_same_registry"]
+        copied = "checks its own files" if same else "NOT ONE REGISTRY"
+        rows.append((
+            "identity", f"home copied: {bound['verified_in_the_copy']} verified there, {copied}",
+            "", "mismatch refused" if bound["mismatch_refused"] else "mismatch ACCEPTED",
+        ))  # fmt: skip
     moved = s.get("bundles")
     if moved is not None:
         rows.append((
