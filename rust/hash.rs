@@ -65,24 +65,14 @@ pub fn hash_reader(reader: &mut impl Read, on_chunk: impl FnMut(usize)) -> io::R
 }
 
 /// `hash_reader` through a buffer the caller keeps, so that a worker hashing thousands of small
-/// files allocates (and faults in) one buffer, not one per file.
+/// files allocates (and faults in) one buffer, not one per file. Reads to the end (a read that
+/// returns 0): no length is known.
 pub fn hash_reader_into(
     reader: &mut impl Read,
     buf: &mut [u8],
-    mut on_chunk: impl FnMut(usize),
+    on_chunk: impl FnMut(usize),
 ) -> io::Result<FileDigest> {
-    let mut hasher = StreamHasher::default();
-    loop {
-        let n = match reader.read(buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        on_chunk(n);
-    }
-    Ok(hasher.finish())
+    hash_regular_into(reader, buf, u64::MAX, on_chunk)
 }
 
 /// `hash_reader_into` for a regular file whose size `len` is known (from its fstat): a read

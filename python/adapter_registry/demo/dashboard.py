@@ -5,14 +5,13 @@ uvicorn, Jinja2) is not installed."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 import urllib.request
 from typing import Any
 from urllib.parse import quote
 
-from .steps import Play
+from .steps import Play, first_missing
 from .swarm import TASKS
 
 __all__ = ["dashboard", "ui_missing"]
@@ -20,14 +19,7 @@ __all__ = ["dashboard", "ui_missing"]
 
 def ui_missing() -> str | None:
     """The first of starlette, uvicorn, jinja2 that cannot be found, or None."""
-    for name in ("starlette", "uvicorn", "jinja2"):
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            return name
-    return None
+    return first_missing("starlette", "uvicorn", "jinja2")
 
 
 def _get(url: str) -> tuple[int, bytes]:

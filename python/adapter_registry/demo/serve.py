@@ -6,13 +6,12 @@ missing: the rest of the demo runs on the core install."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import time
 import warnings
 from typing import Any
 
-from .steps import Play
+from .steps import Play, first_missing
 from .swarm import SEED
 
 #: The base model of the torch step: a 2-layer Qwen2 built from its config.
@@ -21,14 +20,7 @@ TINY_BASE = "tiny/qwen2-2layer"
 
 def torch_missing() -> str | None:
     """The first of torch, peft, transformers that cannot be found, or None."""
-    for name in ("torch", "peft", "transformers"):
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            return name
-    return None
+    return first_missing("torch", "peft", "transformers")
 
 
 def serve(play: Play, torch_step: bool) -> dict[str, Any]:

@@ -3,6 +3,7 @@ its part of the summary: what was stored, evaluate, rank, verify, tamper, recove
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import statistics
 import struct
@@ -15,6 +16,19 @@ from ..record import AdapterRecord
 from ..registry import AdapterRegistry
 from .report import DemoResult, Say
 from .swarm import MB, TASKS, Swarm, evaluate_all
+
+
+def first_missing(*modules: str) -> str | None:
+    """The first of ``modules`` that cannot be found (a step that needs an extra says which
+    is missing), or None."""
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a finder that raises is a module not to be had
+            found = False
+        if not found:
+            return name
+    return None
 
 
 @dataclass
