@@ -245,6 +245,29 @@ def test_an_import_cut_short_before_its_commit_completes_when_run_again(
     assert all(r.ok for r in target.verify_all())
 
 
+def test_an_import_cut_short_registers_what_it_published_parents_first_when_run_again(
+    registry: AdapterRegistry, target: AdapterRegistry, tmp_path: Path
+) -> None:
+    made = family(registry)
+    registry.export(tmp_path / "b", ids=[made["child"].id])
+    writable(tmp_path / "b")
+    manifest = read_manifest(tmp_path / "b")
+    manifest["adapters"].reverse()  # children first
+    write_manifest(tmp_path / "b", manifest)
+    code = (
+        "import sys; from adapter_registry import AdapterRegistry; "
+        "AdapterRegistry(root=sys.argv[1], db_url=sys.argv[2]).import_bundle(sys.argv[3])"
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", code, str(target.root), target.db_url, str(tmp_path / "b")],
+        env={**os.environ, _core.CRASH_AT_ENV: "published"}, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    report = target.import_bundle(tmp_path / "b")
+    assert report.ok
+    assert report.imported == [made["grand"].id, made["parent"].id, made["child"].id]
+
+
 def test_progress_counts_every_file_and_byte_to_the_totals(
     registry: AdapterRegistry, target: AdapterRegistry, tmp_path: Path
 ) -> None:

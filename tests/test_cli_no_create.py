@@ -8,6 +8,7 @@ as it exists: give it a command line in ARGS (the test fails for one that has no
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
@@ -134,6 +135,40 @@ def test_a_missing_root_is_no_registry_and_is_not_created(
     result = run(["--root", str(missing), "--db-url", registry.db_url, *ARGS[command]], tmp_path)
     assert_refused(result, str(missing))
     assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", NON_CREATING)
+def test_an_empty_folder_beside_a_registry_s_database_is_no_registry_and_stays_empty(
+    command: str, registry: AdapterRegistry, tmp_path: Path
+) -> None:
+    """A mistyped --root that exists: never bound to the database (no marker written)."""
+    typo = tmp_path / "typo"
+    typo.mkdir()
+    result = run(["--root", str(typo), "--db-url", registry.db_url, *ARGS[command]], tmp_path)
+    assert_refused(result, str(typo))
+    assert tree(typo) == []
+
+
+def test_home_on_the_command_line_wins_over_the_environment_s_database(
+    registry: AdapterRegistry, tmp_path: Path
+) -> None:
+    """--home as the API's home=: $RUNE_DB_URL is not read; --db-url given with it wins."""
+    from adapter_registry._lora_files import lora_bytes, lora_config
+
+    home = tmp_path / "h"
+    with AdapterRegistry(home=home) as mine:
+        record = mine.store(
+            lora_bytes(), config=lora_config(), task_type="bug-fix", source="manual",
+            session_id="s",
+        )  # fmt: skip
+    env = {"RUNE_HOME": None, "RUNE_DB_URL": registry.db_url}
+    listed = CliRunner().invoke(cli, ["--home", str(home), "ls", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert [row["id"] for row in json.loads(listed.stdout)] == [record.id]
+    given = CliRunner().invoke(
+        cli, ["--home", str(home), "--db-url", registry.db_url, "ls"], env=env
+    )
+    assert given.exit_code == 1 and registry.registry_id in given.stderr, given.output
 
 
 def test_store_creates_the_registry_it_names(tmp_path: Path) -> None:

@@ -124,3 +124,18 @@ def test_the_progress_bar_counts_bytes_to_the_total() -> None:
             seen.append((bar._bar.files_done, bar._bar.files_total, bar._bar.bytes_done))
         assert bar._bar.total_bytes == 300
     assert seen == [(1, 3, 100), (2, 3, 200), (3, 3, 300)]
+
+
+def test_import_of_a_bundle_that_is_not_there_creates_no_registry(tmp_path: Path) -> None:
+    """The bundle is opened before the registry is made: a missing bundle, or a folder that
+    is no bundle, leaves the new home unmade."""
+    home = tmp_path / "new-home"
+    (tmp_path / "not-a-bundle").mkdir()
+    for src in (tmp_path / "missing.tar", tmp_path / "not-a-bundle"):
+        result = CliRunner().invoke(
+            cli,
+            ["--home", str(home), "import", str(src)],
+            env={"RUNE_HOME": None, "RUNE_DB_URL": None},
+        )
+        assert result.exit_code == 1 and result.stderr.startswith(f"error: bundle {src}")
+        assert not home.exists()

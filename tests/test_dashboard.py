@@ -35,10 +35,11 @@ from adapter_registry.cli import cli
 from adapter_registry.dashboard import lineage
 from adapter_registry.dashboard.app import ENDPOINTS, create_app
 from adapter_registry.dashboard.reading import ReadOnlyRegistry
-from adapter_registry.errors import RegistryNotFoundError
+from adapter_registry.errors import RegistryMismatchError, RegistryNotFoundError
 from adapter_registry.record import TABLE
 from adapter_registry.tables import EDGES
 
+from bundling import empty_registry
 from conftest import raw_sql
 
 EVIL = "<script>alert(1)</script>"
@@ -318,6 +319,34 @@ def test_a_read_only_open_creates_nothing(tmp_path: Path, db_url: str, backend: 
     with pytest.raises(RegistryNotFoundError, match=f"^no registry at {root}"):
         ReadOnlyRegistry(root=root, db_url=db_url)
     assert not root.exists()
+
+
+def test_a_read_only_open_refuses_a_root_and_a_database_of_two_registries(
+    registry: AdapterRegistry, store_one: Any, request: pytest.FixtureRequest, backend: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Root A with database B never shows B's rows against A's files; nothing is written."""
+    store_one(seed=1)
+    other = empty_registry(request, backend, tmp_path / "other")
+    try:
+        with pytest.raises(RegistryMismatchError) as caught:
+            ReadOnlyRegistry(root=registry.root, db_url=other.db_url)
+        assert registry.registry_id in str(caught.value)
+        assert other.registry_id in str(caught.value)
+        with pytest.raises(RegistryMismatchError):
+            ReadOnlyRegistry(root=other.root, db_url=registry.db_url)
+    finally:
+        other.close()
+    unbound = tmp_path / "unbound"
+    unbound.mkdir()
+    with pytest.raises(RegistryNotFoundError, match=f"^no registry at {unbound}"):
+        ReadOnlyRegistry(root=unbound, db_url=registry.db_url)
+    (unbound / "notes").write_text("x")
+    with pytest.raises(RegistryMismatchError, match=f"registry {registry.registry_id}"):
+        ReadOnlyRegistry(root=unbound, db_url=registry.db_url)
+    assert sorted(os.listdir(unbound)) == ["notes"]
+    with ReadOnlyRegistry(root=registry.root, db_url=registry.db_url) as reader:
+        assert reader.registry_id == registry.registry_id and len(reader.search()) == 1
 
 
 def _at_revision(db_url: str, revision: str) -> None:
