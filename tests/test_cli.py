@@ -574,9 +574,16 @@ def test_home_root_and_db_url_from_options_and_environment(
     )
     assert [r["id"] for r in json.loads(result.stdout)] == [other.id]
     result = CliRunner().invoke(
-        cli, ["--home", str(elsewhere), "show", other.id, "--json"], env={"RUNE_DB_URL": url}
-    )
+        cli, ["--root", str(elsewhere / "adapters"), "show", other.id, "--json"],
+        env={"RUNE_DB_URL": url},
+    )  # fmt: skip
     assert result.exit_code == 0 and json.loads(result.stdout)["record"]["id"] == other.id
+    # --home on the command line, as the API's home=, does not read RUNE_DB_URL.
+    result = CliRunner().invoke(
+        cli, ["--home", str(elsewhere), "show", other.id], env={"RUNE_DB_URL": url}
+    )
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: no registry at {elsewhere / 'adapter_registry.db'}")
 
 
 def test_errors_are_one_line_unless_debug(home: Path, family: dict[str, AdapterRecord]) -> None:
