@@ -193,7 +193,8 @@ def test_every_user_stages_into_one_root_and_nobody_removes_anothers(
     assert run_as(OTHER, sweep, str(root)) == {"removed": [dead.name], "skipped": [], "plain": []}
     assert not dead.exists() and live.exists()
     again = die_staging(root, "again", uid=OTHER)
-    registry = AdapterRegistry(root=root, db_url=f"sqlite:///{shared / 'registry.db'}")
+    # The root holds the third user's adapter, made with no registry: adopting is explicit.
+    registry = AdapterRegistry(root=root, db_url=f"sqlite:///{shared / 'registry.db'}", adopt=True)
     assert registry.recover().removed_staging == [again.name] and live.exists()
     registry.close()
 
