@@ -389,6 +389,19 @@ def test_an_opener_that_sees_another_bind_midway_decides_again_under_the_lock(
     assert identity_rows(url) == [(other[1],)]
 
 
+def test_recover_adopt_recovers_a_root_whose_database_was_lost(tmp_path: Path, new_db: Any) -> None:
+    """The root keeps its marker; recover --adopt gives a new database its id and its rows."""
+    root, _, registry_id = made(tmp_path, "a", new_db(), adapters=2)
+    args = ["--root", str(root), "--db-url", new_db()]
+    refused = CliRunner().invoke(cli, [*args, "recover"])
+    assert refused.exit_code == 1 and refused.stderr.startswith("error: no registry at ")
+    done = CliRunner().invoke(cli, [*args, "recover", "--adopt", "--json"])
+    assert done.exit_code == 0, done.output
+    assert len(json.loads(done.stdout)["rolled_forward"]) == 2
+    with AdapterRegistry(root, args[3], create=False) as registry:
+        assert registry.registry_id == registry_id and len(registry.list_all()) == 2
+
+
 # ------------------------------------------------------------------------ many openers
 
 
