@@ -3,32 +3,15 @@ family of adapters with every kind of state a bundle carries, and a bundle rewri
 
 from __future__ import annotations
 
-import itertools
 import json
-import os
 import tarfile
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from adapter_registry import AdapterRecord, AdapterRegistry
 from adapter_registry._lora_files import lora_bytes, lora_config
 
 from conftest import entries, rows
-
-_databases = itertools.count()
-
-
-def empty_registry(request: pytest.FixtureRequest, backend: str, home: Path) -> AdapterRegistry:
-    """A new registry at ``home`` on ``backend`` (a database of its own)."""
-    if backend == "sqlite":
-        url = f"sqlite:///{home / 'adapter_registry.db'}"
-    else:
-        url = request.getfixturevalue("postgres").create_database(
-            f"b{os.getpid()}_{next(_databases)}"
-        )
-    return AdapterRegistry(root=home / "adapters", db_url=url)
 
 
 def store(registry: AdapterRegistry, seed: int, **kwargs: Any) -> AdapterRecord:

@@ -97,6 +97,26 @@ def registry(home: Path, db_url: str) -> Iterator[AdapterRegistry]:
     reg.close()
 
 
+def empty_registry(request: pytest.FixtureRequest, backend: str, home: Path) -> AdapterRegistry:
+    """A new registry at ``home`` on ``backend`` (a database of its own)."""
+    if backend == "sqlite":
+        url = f"sqlite:///{home / 'adapter_registry.db'}"
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres")
+        url = server.create_database(f"b{os.getpid()}_{next(_databases)}")
+    return AdapterRegistry(root=home / "adapters", db_url=url)
+
+
+@pytest.fixture
+def target(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path
+) -> Iterator[AdapterRegistry]:
+    """A second registry, new and empty, on the test's backend: where a bundle is imported."""
+    registry = empty_registry(request, backend, tmp_path / "target")
+    yield registry
+    registry.close()
+
+
 @pytest.fixture
 def store_one(registry: AdapterRegistry) -> Any:
     """store() with sensible defaults: store_one(seed=..., **overrides)."""

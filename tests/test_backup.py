@@ -17,8 +17,8 @@ import pytest
 
 from adapter_registry import AdapterRegistry, exporting
 
-from bundling import empty_registry, read_manifest, store
-from conftest import rows
+from bundling import read_manifest, store
+from conftest import empty_registry, rows
 from swarm import evaluator, writer
 from workers import open_registry
 

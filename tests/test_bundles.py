@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,6 @@ from adapter_registry import (
 from adapter_registry._lora_files import lora_bytes, lora_config
 
 from bundling import (
-    empty_registry,
     family,
     history,
     read_manifest,
@@ -36,15 +34,6 @@ from bundling import (
 from conftest import rows
 
 FILES = ["adapter.safetensors", "adapter_config.json", ".record.json"]
-
-
-@pytest.fixture
-def target(
-    request: pytest.FixtureRequest, backend: str, tmp_path: Path
-) -> Iterator[AdapterRegistry]:
-    registry = empty_registry(request, backend, tmp_path / "target")
-    yield registry
-    registry.close()
 
 
 @pytest.mark.parametrize("form", ["dir", "tar"])
@@ -219,20 +208,25 @@ def test_store_after_import_sees_imported_parents(
     assert (child.version, child.generation) == (made["child"].version + 1, 3)
 
 
-def test_an_import_cut_short_before_its_commit_completes_when_run_again(
-    registry: AdapterRegistry, target: AdapterRegistry, tmp_path: Path
-) -> None:
-    made = family(registry)
-    registry.export(tmp_path / "b")
+def import_killed_once_published(target: AdapterRegistry, bundle: Path) -> None:
+    """Import ``bundle`` into ``target`` in a process killed once its publishes are done."""
     code = (
         "import sys; from adapter_registry import AdapterRegistry; "
         "AdapterRegistry(root=sys.argv[1], db_url=sys.argv[2]).import_bundle(sys.argv[3])"
     )
     killed = subprocess.run(
-        [sys.executable, "-c", code, str(target.root), target.db_url, str(tmp_path / "b")],
+        [sys.executable, "-c", code, str(target.root), target.db_url, str(bundle)],
         env={**os.environ, _core.CRASH_AT_ENV: "published"}, capture_output=True, timeout=120,
     )  # fmt: skip
     assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+
+def test_an_import_cut_short_before_its_commit_completes_when_run_again(
+    registry: AdapterRegistry, target: AdapterRegistry, tmp_path: Path
+) -> None:
+    made = family(registry)
+    registry.export(tmp_path / "b")
+    import_killed_once_published(target, tmp_path / "b")
     ids = sorted(r.id for r in made.values())
     assert rows(target) == 0  # published, durable, not registered
     assert sorted(e for e in os.listdir(target.root) if not e.startswith(".")) == ids
@@ -254,15 +248,7 @@ def test_an_import_cut_short_registers_what_it_published_parents_first_when_run_
     manifest = read_manifest(tmp_path / "b")
     manifest["adapters"].reverse()  # children first
     write_manifest(tmp_path / "b", manifest)
-    code = (
-        "import sys; from adapter_registry import AdapterRegistry; "
-        "AdapterRegistry(root=sys.argv[1], db_url=sys.argv[2]).import_bundle(sys.argv[3])"
-    )
-    killed = subprocess.run(
-        [sys.executable, "-c", code, str(target.root), target.db_url, str(tmp_path / "b")],
-        env={**os.environ, _core.CRASH_AT_ENV: "published"}, capture_output=True, timeout=120,
-    )  # fmt: skip
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    import_killed_once_published(target, tmp_path / "b")
     report = target.import_bundle(tmp_path / "b")
     assert report.ok
     assert report.imported == [made["grand"].id, made["parent"].id, made["child"].id]

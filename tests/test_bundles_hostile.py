@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +21,7 @@ from adapter_registry import (
     InvalidBundleError,
 )
 
-from bundling import empty_registry, family, read_manifest, state, tar_of, writable, write_manifest
-
-
-@pytest.fixture
-def target(
-    request: pytest.FixtureRequest, backend: str, tmp_path: Path
-) -> Iterator[AdapterRegistry]:
-    registry = empty_registry(request, backend, tmp_path / "target")
-    yield registry
-    registry.close()
+from bundling import family, read_manifest, state, tar_of, writable, write_manifest
 
 
 @pytest.fixture

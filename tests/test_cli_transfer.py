@@ -5,7 +5,6 @@ import creating the registry it imports into while export and backup never creat
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,7 @@ from adapter_registry import AdapterRecord, AdapterRegistry
 from adapter_registry.cli import cli
 from adapter_registry.cli.transfer import Bar
 
-from bundling import empty_registry, family, writable
-
-
-@pytest.fixture
-def target(
-    request: pytest.FixtureRequest, backend: str, tmp_path: Path
-) -> Iterator[AdapterRegistry]:
-    registry = empty_registry(request, backend, tmp_path / "target")
-    yield registry
-    registry.close()
+from bundling import family, writable
 
 
 def run(registry: AdapterRegistry, *args: str) -> Result:

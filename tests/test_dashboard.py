@@ -39,8 +39,7 @@ from adapter_registry.errors import RegistryMismatchError, RegistryNotFoundError
 from adapter_registry.record import TABLE
 from adapter_registry.tables import EDGES
 
-from bundling import empty_registry
-from conftest import raw_sql
+from conftest import empty_registry, raw_sql
 
 EVIL = "<script>alert(1)</script>"
 #: How SQLite and PostgreSQL refuse a write on a read-only connection.
