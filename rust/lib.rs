@@ -16,6 +16,7 @@ mod header_json;
 pub mod load;
 pub mod owner;
 pub mod publish;
+pub mod sha256_pair;
 pub mod staging;
 #[cfg(test)]
 mod test_alloc;

@@ -15,7 +15,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::files::{open_regular_file, SEALED_MODE};
-use crate::hash::{hash_reader_pipelined, hash_regular_into, CHUNK, PIPELINE_FROM};
+use crate::hash::{
+    hash_reader_pipelined, hash_regular_into, FileDigest, StreamHasher, CHUNK, PIPELINE_FROM,
+};
+use crate::sha256_pair::{sha256, sha256_pair};
 use crate::staging::{CONFIG_FILE, PEFT_WEIGHTS_FILE, WEIGHTS_FILE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,56 +102,169 @@ pub fn verify_one(path: &Path, expected: &str, mut on_bytes: impl FnMut(u64)) ->
     check_file(path, expected, &mut on_bytes).0
 }
 
-/// `verify_one`, also giving the status (fstat) of the file it opened, when it could open it:
-/// the seal is judged from the very file that was hashed, at no extra system call.
-fn check_file(
-    path: &Path,
-    expected: &str,
-    on_bytes: &mut dyn FnMut(u64),
-) -> (Outcome, Option<fs::Metadata>) {
-    let fail = |verdict, e: io::Error| Outcome {
-        verdict,
-        sha256: None,
-        size: None,
-        detail: Some(e.to_string()),
-    };
-    let (file, meta) = match open_regular_file(path, false) {
+/// An outcome with its file's status (fstat), where the file could be opened: the seal is
+/// judged from the very file that was hashed, at no extra system call.
+type Checked = (Outcome, Option<fs::Metadata>);
+
+/// `verify_one`, also giving the status of the file it opened.
+fn check_file(path: &Path, expected: &str, on_bytes: &mut dyn FnMut(u64)) -> Checked {
+    let (file, meta) = match open_checked(path) {
         Ok(opened) => opened,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return (fail(Verdict::Missing, e), None),
-        Err(e) => return (fail(Verdict::Unreadable, e), None),
+        Err(failed) => return (failed, None),
     };
-    let mut reader = Blocking(&file);
-    let hashed = if meta.len() >= PIPELINE_FROM {
-        hash_reader_pipelined(&mut reader, |n| on_bytes(n as u64))
+    let digest = if meta.len() >= PIPELINE_FROM {
+        hash_reader_pipelined(&mut Blocking(&file), |n| on_bytes(n as u64))
     } else {
         SCRATCH.with_borrow_mut(|buf| {
             if buf.is_empty() {
                 buf.resize(CHUNK, 0);
             }
-            hash_regular_into(&mut reader, buf, meta.len(), |n| on_bytes(n as u64))
+            hash_regular_into(&mut Blocking(&file), buf, meta.len(), |n| {
+                on_bytes(n as u64)
+            })
         })
     };
-    let digest = match hashed {
-        Ok(digest) => digest,
-        Err(e) => return (fail(Verdict::Unreadable, e), Some(meta)),
-    };
-    let verdict = if digest.sha256.eq_ignore_ascii_case(expected) {
-        Verdict::Ok
-    } else {
-        Verdict::Mismatch
-    };
-    let outcome = Outcome {
-        verdict,
-        sha256: Some(digest.sha256),
-        size: Some(digest.size),
-        detail: None,
-    };
-    (outcome, Some(meta))
+    (judge(digest, expected), Some(meta))
 }
+
+/// Two files checked at once: where both are below `PIPELINE_FROM`, each is read whole and
+/// the two are hashed together, their rounds interleaved on this one core
+/// (`sha256_pair`); any other file is checked as `check_file` checks it. The outcomes are
+/// the same either way.
+fn check_two(
+    paths: [&Path; 2],
+    expected: [&str; 2],
+    on_bytes: &mut dyn FnMut(u64),
+) -> [Checked; 2] {
+    let opened = paths.map(open_checked);
+    let small = |o: &Result<(File, fs::Metadata), Outcome>| matches!(o, Ok((_, meta)) if meta.len() < PIPELINE_FROM);
+    if !(small(&opened[0]) && small(&opened[1])) {
+        return [0, 1].map(|i| check_file(paths[i], expected[i], on_bytes));
+    }
+    let [Ok((file_a, meta_a)), Ok((file_b, meta_b))] = opened else {
+        unreachable!("both opened: checked just above")
+    };
+    LANES.with_borrow_mut(|[buf_a, buf_b]| {
+        let read_a = read_whole(&file_a, buf_a, meta_a.len());
+        let read_b = read_whole(&file_b, buf_b, meta_b.len());
+        let digests = match (&read_a, &read_b) {
+            (Ok(Whole::Bytes(na)), Ok(Whole::Bytes(nb))) => {
+                let [a, b] = sha256_pair(&buf_a[..*na], &buf_b[..*nb]);
+                [Ok(a), Ok(b)]
+            }
+            _ => [(read_a, &*buf_a), (read_b, &*buf_b)].map(|(read, buf)| {
+                read.map(|whole| match whole {
+                    Whole::Bytes(n) => sha256(&buf[..n]),
+                    Whole::Grown(digest) => digest,
+                })
+            }),
+        };
+        let [a, b] = digests.map(|d| {
+            if let Ok(d) = &d {
+                on_bytes(d.size);
+            }
+            d
+        });
+        [
+            (judge(a, expected[0]), Some(meta_a)),
+            (judge(b, expected[1]), Some(meta_b)),
+        ]
+    })
+}
+
+/// Open a file to check it, or the outcome that says why it could not be (missing, or
+/// unreadable: a symlink, a FIFO, a directory, no permission).
+fn open_checked(path: &Path) -> Result<(File, fs::Metadata), Outcome> {
+    open_regular_file(path, false).map_err(|e| {
+        let verdict = if e.kind() == io::ErrorKind::NotFound {
+            Verdict::Missing
+        } else {
+            Verdict::Unreadable
+        };
+        failed(verdict, e)
+    })
+}
+
+fn failed(verdict: Verdict, e: io::Error) -> Outcome {
+    Outcome {
+        verdict,
+        sha256: None,
+        size: None,
+        detail: Some(e.to_string()),
+    }
+}
+
+/// A digest (or the error that stopped the read) against the hash the record expects.
+fn judge(digest: io::Result<FileDigest>, expected: &str) -> Outcome {
+    match digest {
+        Err(e) => failed(Verdict::Unreadable, e),
+        Ok(digest) => Outcome {
+            verdict: if digest.sha256.eq_ignore_ascii_case(expected) {
+                Verdict::Ok
+            } else {
+                Verdict::Mismatch
+            },
+            sha256: Some(digest.sha256),
+            size: Some(digest.size),
+            detail: None,
+        },
+    }
+}
+
+/// What `read_whole` read: the whole file, in the buffer's first bytes; or, where the file
+/// grew past the buffer after its fstat, its digest, streamed on (memory stays bounded).
+enum Whole {
+    Bytes(usize),
+    Grown(FileDigest),
+}
+
+/// Read a file of `len` bytes (its fstat size) whole into `buf`, which grows to hold
+/// `len` and one more page. As in `hash_regular_into`, a read that leaves the buffer short
+/// once `len` bytes are in is the end (no read that returns 0); a short read before that (NFS)
+/// is read on from.
+fn read_whole(file: &File, buf: &mut Vec<u8>, len: u64) -> io::Result<Whole> {
+    let room = (len as usize + PAGE).max(CHUNK);
+    if buf.len() < room {
+        buf.resize(room, 0);
+    }
+    let mut filled = 0;
+    let mut reader = Blocking(file);
+    loop {
+        if filled == buf.len() {
+            // Grown past its fstat size: hash what is here and stream the rest through the
+            // same buffer.
+            let mut hasher = StreamHasher::default();
+            hasher.update(&buf[..filled]);
+            loop {
+                match reader.read(buf) {
+                    Ok(0) => return Ok(Whole::Grown(hasher.finish())),
+                    Ok(n) => hasher.update(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let n = match reader.read(&mut buf[filled..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        filled += n;
+        if n == 0 || (filled as u64 >= len && filled < buf.len()) {
+            return Ok(Whole::Bytes(filled));
+        }
+    }
+}
+
+/// One page: the room a small file's buffer keeps beyond its fstat size, so that its one read
+/// comes back short and ends it.
+const PAGE: usize = 4096;
 
 thread_local! {
     /// Each worker's read buffer for files below `PIPELINE_FROM`, allocated once per thread.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Each worker's two buffers for files read whole and hashed as a pair, kept per thread.
+    static LANES: RefCell<[Vec<u8>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
 }
 
 /// Reads from a file opened `O_NONBLOCK`; a `WouldBlock` clears the flag and reads again.
@@ -180,6 +296,55 @@ impl Read for Blocking<'_> {
 /// against where the adapter is kept (a path in a row is never followed). Each file is opened
 /// once: its hash, size, mode and inode come from that one descriptor.
 pub fn verify_adapter(expected: &Expected, mut tick: impl FnMut(Tick)) -> AdapterReport {
+    let weights = check_file(
+        &expected.dir.join(WEIGHTS_FILE),
+        &expected.file_hash,
+        &mut |n| tick(Tick::Bytes(n)),
+    );
+    tick(Tick::FileDone);
+    let config = check_file(
+        &expected.dir.join(CONFIG_FILE),
+        &expected.config_hash,
+        &mut |n| tick(Tick::Bytes(n)),
+    );
+    tick(Tick::FileDone);
+    report(expected, weights, config)
+}
+
+/// `verify_adapter` for two adapters at once: their weights are hashed as a pair, then their
+/// configs (`check_two`). The reports are those `verify_adapter` gives each.
+pub fn verify_two_adapters(
+    a: &Expected,
+    b: &Expected,
+    mut tick: impl FnMut(Tick),
+) -> [AdapterReport; 2] {
+    let weights = [a.dir.join(WEIGHTS_FILE), b.dir.join(WEIGHTS_FILE)];
+    let [weights_a, weights_b] = check_two(
+        [&weights[0], &weights[1]],
+        [&a.file_hash, &b.file_hash],
+        &mut |n| tick(Tick::Bytes(n)),
+    );
+    tick(Tick::FileDone);
+    tick(Tick::FileDone);
+    let configs = [a.dir.join(CONFIG_FILE), b.dir.join(CONFIG_FILE)];
+    let [config_a, config_b] = check_two(
+        [&configs[0], &configs[1]],
+        [&a.config_hash, &b.config_hash],
+        &mut |n| tick(Tick::Bytes(n)),
+    );
+    tick(Tick::FileDone);
+    tick(Tick::FileDone);
+    [
+        report(a, weights_a, config_a),
+        report(b, weights_b, config_b),
+    ]
+}
+
+/// An adapter's report from its two files' outcomes: their verdicts (the weights' size
+/// against the record too), the row's path, and, if the weights are intact, the seal.
+fn report(expected: &Expected, weights: Checked, config: Checked) -> AdapterReport {
+    let (weights, weights_meta) = weights;
+    let (config, config_meta) = config;
     let mut report = AdapterReport {
         verdict: Verdict::Ok,
         problems: Vec::new(),
@@ -193,14 +358,6 @@ pub fn verify_adapter(expected: &Expected, mut tick: impl FnMut(Tick)) -> Adapte
             kept.display()
         ));
     }
-    let config_path = expected.dir.join(CONFIG_FILE);
-    let (weights, weights_meta) =
-        check_file(&kept, &expected.file_hash, &mut |n| tick(Tick::Bytes(n)));
-    tick(Tick::FileDone);
-    let (config, config_meta) = check_file(&config_path, &expected.config_hash, &mut |n| {
-        tick(Tick::Bytes(n))
-    });
-    tick(Tick::FileDone);
     let files = [
         (
             WEIGHTS_FILE,
@@ -227,6 +384,7 @@ pub fn verify_adapter(expected: &Expected, mut tick: impl FnMut(Tick)) -> Adapte
     if let (true, Some(weights_meta)) = (weights_ok, weights_meta) {
         // Where the config could not be opened as a regular file (a symlink, a FIFO), its
         // lstat gives its mode, as `seal_problems` sees it.
+        let config_path = expected.dir.join(CONFIG_FILE);
         let config_meta = config_meta.or_else(|| match config.verdict {
             Verdict::Missing => None,
             _ => fs::symlink_metadata(&config_path).ok(),
@@ -331,14 +489,16 @@ const OBSERVE_EVERY: Duration = Duration::from_millis(10);
 /// Items are handed out in `order` (largest first, say, so that no large file is left for last
 /// on one worker; `None`: input order), in runs that shrink as the batch drains (a fraction of
 /// what is left, so that small items do not pay a hand-off each and the last ones still spread
-/// over every worker). Workers count progress in shared counters and keep their results until
-/// they finish: nothing crosses threads per item, and the calling thread sleeps meanwhile.
+/// over every worker). Within a run, `work` takes the items two at a time (the second is
+/// `None` at a run's odd end), so that it may hash two files at once; it gives a result for
+/// each. Workers count progress in shared counters and keep their results until they finish:
+/// nothing crosses threads per item, and the calling thread sleeps meanwhile.
 pub fn run_batch<T: Sync, R: Send>(
     items: &[T],
     order: Option<&[usize]>,
     files_each: usize,
     threads: usize,
-    work: impl Fn(&T, &mut dyn FnMut(Tick)) -> R + Sync,
+    work: impl Fn(&T, Option<&T>, &mut dyn FnMut(Tick)) -> (R, Option<R>) + Sync,
     mut observe: impl FnMut(Progress) -> ControlFlow<()>,
 ) -> Option<Vec<R>> {
     let threads = threads.clamp(1, items.len().max(1));
@@ -370,12 +530,17 @@ pub fn run_batch<T: Sync, R: Send>(
                     }
                 };
                 'claim: while let Some(run) = claim_run(next, items.len(), threads) {
-                    for k in run {
+                    let mut run = run.map(position);
+                    while let Some(i) = run.next() {
                         if cancelled.load(Ordering::Relaxed) {
                             break 'claim;
                         }
-                        let i = position(k);
-                        done.push((i, work(&items[i], &mut tick)));
+                        let j = run.next();
+                        let (first, second) = work(&items[i], j.map(|j| &items[j]), &mut tick);
+                        done.push((i, first));
+                        if let (Some(j), Some(second)) = (j, second) {
+                            done.push((j, second));
+                        }
                     }
                 }
                 let _ = tx.send(done);
@@ -437,10 +602,20 @@ pub fn verify_batch(
     threads: usize,
     observe: impl FnMut(Progress) -> ControlFlow<()>,
 ) -> Option<Vec<Outcome>> {
-    let work = |(path, expected): &(PathBuf, String), tick: &mut dyn FnMut(Tick)| {
-        let outcome = verify_one(path, expected, |n| tick(Tick::Bytes(n)));
-        tick(Tick::FileDone);
-        outcome
+    type Item = (PathBuf, String);
+    let work = |a: &Item, b: Option<&Item>, tick: &mut dyn FnMut(Tick)| {
+        let mut bytes = |n| tick(Tick::Bytes(n));
+        let (first, second) = match b {
+            Some(b) => {
+                let [first, second] = check_two([&a.0, &b.0], [&a.1, &b.1], &mut bytes);
+                (first.0, Some(second.0))
+            }
+            None => (check_file(&a.0, &a.1, &mut bytes).0, None),
+        };
+        for _ in 0..1 + usize::from(second.is_some()) {
+            tick(Tick::FileDone);
+        }
+        (first, second)
     };
     run_batch(items, None, 1, threads, work, observe)
 }
@@ -454,7 +629,13 @@ pub fn verify_adapters(
 ) -> Option<Vec<AdapterReport>> {
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(items[i].file_size));
-    let work = |expected: &Expected, tick: &mut dyn FnMut(Tick)| verify_adapter(expected, tick);
+    let work = |a: &Expected, b: Option<&Expected>, tick: &mut dyn FnMut(Tick)| match b {
+        Some(b) => {
+            let [first, second] = verify_two_adapters(a, b, tick);
+            (first, Some(second))
+        }
+        None => (verify_adapter(a, tick), None),
+    };
     run_batch(items, Some(&order), 2, threads, work, observe)
 }
 
@@ -620,11 +801,13 @@ mod tests {
                 order,
                 2,
                 threads,
-                |&i, tick| {
-                    tick(Tick::Bytes(i as u64));
-                    tick(Tick::FileDone);
-                    tick(Tick::FileDone);
-                    i * 2
+                |&i, j: Option<&usize>, tick| {
+                    for k in std::iter::once(i).chain(j.copied()) {
+                        tick(Tick::Bytes(k as u64));
+                        tick(Tick::FileDone);
+                        tick(Tick::FileDone);
+                    }
+                    (i * 2, j.map(|j| j * 2))
                 },
                 |p| {
                     last = Some(p);
@@ -678,6 +861,99 @@ mod tests {
             ..intact
         };
         assert_eq!(verify_adapter(&wrong, |_| {}).verdict, Verdict::Mismatch);
+    }
+
+    /// Every way an adapter can be, each paired with every other (itself included, either
+    /// side): two adapters verified together get exactly the reports each gets alone, and
+    /// the same progress.
+    #[test]
+    fn two_adapters_verified_together_get_the_reports_each_gets_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let at = |name: &str| sealed_adapter(&root.path().join(name));
+        let intact = at("intact");
+        let tampered = at("tampered");
+        let weights = tampered.dir.join(WEIGHTS_FILE);
+        let mut bytes = fs::read(&weights).unwrap();
+        bytes[CHUNK / 2] ^= 1;
+        fs::set_permissions(&weights, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&weights, &bytes).unwrap();
+        fs::set_permissions(&weights, fs::Permissions::from_mode(SEALED_MODE)).unwrap();
+        let gone = at("gone");
+        fs::remove_file(gone.dir.join(WEIGHTS_FILE)).unwrap();
+        let linked = at("linked");
+        let config = linked.dir.join(CONFIG_FILE);
+        fs::remove_file(&config).unwrap();
+        std::os::unix::fs::symlink("/nonexistent", &config).unwrap();
+        let wrong_size = Expected {
+            file_size: 3,
+            ..at("wrong_size")
+        };
+        let large = at("large");
+        let weights = large.dir.join(WEIGHTS_FILE);
+        fs::set_permissions(&weights, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&weights, vec![9u8; PIPELINE_FROM as usize + 5]).unwrap();
+        fs::set_permissions(&weights, fs::Permissions::from_mode(SEALED_MODE)).unwrap();
+        let large = Expected {
+            file_hash: hash_file(&weights).unwrap().sha256,
+            file_size: PIPELINE_FROM + 5,
+            ..large
+        };
+        let empty = at("empty");
+        let weights = empty.dir.join(WEIGHTS_FILE);
+        fs::set_permissions(&weights, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&weights, b"").unwrap();
+        fs::set_permissions(&weights, fs::Permissions::from_mode(SEALED_MODE)).unwrap();
+        let all = [intact, tampered, gone, linked, wrong_size, large, empty];
+        fn counted(ticks: &mut (u64, usize)) -> impl FnMut(Tick) + '_ {
+            move |t: Tick| match t {
+                Tick::Bytes(n) => ticks.0 += n,
+                Tick::FileDone => ticks.1 += 1,
+            }
+        }
+        for a in &all {
+            for b in &all {
+                let mut alone = (0, 0);
+                let expected = [
+                    verify_adapter(a, counted(&mut alone)),
+                    verify_adapter(b, counted(&mut alone)),
+                ];
+                let mut together = (0, 0);
+                let got = verify_two_adapters(a, b, counted(&mut together));
+                assert_eq!(
+                    got,
+                    expected,
+                    "{} beside {}",
+                    a.dir.display(),
+                    b.dir.display()
+                );
+                assert_eq!(together, alone);
+            }
+        }
+        assert_ne!(
+            verify_adapter(&all[1], |_| {}).verdict,
+            Verdict::Ok,
+            "the tampered one is caught"
+        );
+    }
+
+    /// A small file that grew past its buffer after its fstat is hashed whole, streaming on.
+    #[test]
+    fn a_file_longer_than_its_fstat_said_is_read_to_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..CHUNK * 2 + 11).map(|i| (i % 253) as u8).collect();
+        fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        let mut buf = Vec::new();
+        match read_whole(&file, &mut buf, 10).unwrap() {
+            Whole::Grown(digest) => assert_eq!(digest, hash_file(&path).unwrap()),
+            Whole::Bytes(n) => panic!("read {n} bytes into a buffer of {}", buf.len()),
+        }
+        let file = File::open(&path).unwrap();
+        match read_whole(&file, &mut buf, data.len() as u64).unwrap() {
+            Whole::Bytes(n) => assert_eq!(&buf[..n], &data[..]),
+            Whole::Grown(_) => panic!("the buffer was sized to hold it"),
+        }
     }
 
     #[test]
