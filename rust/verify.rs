@@ -15,9 +15,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::files::{open_regular_file, SEALED_MODE};
-use crate::hash::{
-    hash_reader_pipelined, hash_regular_into, FileDigest, StreamHasher, CHUNK, PIPELINE_FROM,
-};
+use crate::hash::{hash_reader_pipelined, FileDigest, StreamHasher, PIPELINE_FROM};
 use crate::sha256_pair::{sha256, sha256_pair};
 use crate::staging::{CONFIG_FILE, PEFT_WEIGHTS_FILE, WEIGHTS_FILE};
 
@@ -115,13 +113,13 @@ fn check_file(path: &Path, expected: &str, on_bytes: &mut dyn FnMut(u64)) -> Che
     let digest = if meta.len() >= PIPELINE_FROM {
         hash_reader_pipelined(&mut Blocking(&file), |n| on_bytes(n as u64))
     } else {
-        SCRATCH.with_borrow_mut(|buf| {
-            if buf.is_empty() {
-                buf.resize(CHUNK, 0);
-            }
-            hash_regular_into(&mut Blocking(&file), buf, meta.len(), |n| {
-                on_bytes(n as u64)
-            })
+        LANES.with_borrow_mut(|[buf, _]| {
+            let digest = match read_whole(&file, buf, meta.len())? {
+                Whole::Bytes(n) => sha256(&buf[..n]),
+                Whole::Grown(digest) => digest,
+            };
+            on_bytes(digest.size);
+            Ok(digest)
         })
     };
     (judge(digest, expected), Some(meta))
@@ -219,11 +217,12 @@ enum Whole {
 }
 
 /// Read a file of `len` bytes (its fstat size) whole into `buf`, which grows to hold
-/// `len` and one more page. As in `hash_regular_into`, a read that leaves the buffer short
+/// `len` and one more page (no more: a worker's buffers are only as large as its largest
+/// small file). As in `hash_regular_into`, a read that leaves the buffer short
 /// once `len` bytes are in is the end (no read that returns 0); a short read before that (NFS)
 /// is read on from.
 fn read_whole(file: &File, buf: &mut Vec<u8>, len: u64) -> io::Result<Whole> {
-    let room = (len as usize + PAGE).max(CHUNK);
+    let room = len as usize + PAGE;
     if buf.len() < room {
         buf.resize(room, 0);
     }
@@ -261,9 +260,8 @@ fn read_whole(file: &File, buf: &mut Vec<u8>, len: u64) -> io::Result<Whole> {
 const PAGE: usize = 4096;
 
 thread_local! {
-    /// Each worker's read buffer for files below `PIPELINE_FROM`, allocated once per thread.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// Each worker's two buffers for files read whole and hashed as a pair, kept per thread.
+    /// Each worker's two buffers for files below `PIPELINE_FROM`, read whole (and hashed as a
+    /// pair where two come together), kept per thread.
     static LANES: RefCell<[Vec<u8>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
 }
 
