@@ -1,19 +1,25 @@
-//! SHA-256 of two messages at once, for verifying many files on one core.
+//! SHA-256 of two streams at once, for verifying many files on one core.
 //!
 //! One SHA-256 stream cannot go faster than the latency of its round instruction: each
 //! `sha256rnds2` waits on the one before. A core can issue them faster than that, so two
-//! independent messages whose rounds are interleaved hash in nearly the time of one (on this
-//! Zen 4 machine, 3.3 GB/s for the pair against 1.75 GB/s for one stream; see
-//! `benches/bench_verify_small.py`). Batch verification hashes its small files in pairs here;
-//! one large file stays a single stream (`hash.rs`).
+//! independent streams whose rounds are interleaved hash in nearly the time of one (on the
+//! benches' Zen 4 CPU, 2.5 to 3.3 GB/s for the pair against 1.75 GB/s for one stream). Batch
+//! verification reads its files two at a time and hashes them here (`hash_two_into`); one
+//! file alone stays a single stream (`hash.rs`).
 //!
-//! The two lanes run in step over the blocks both messages have; each message's remaining
-//! blocks and its padding go through `sha2::compress256`, one lane. Without the SHA extensions
-//! (another CPU, another architecture) both messages go through `sha2` one after the other.
+//! Each stream is a `Lane`: its SHA-256 state over the whole blocks it has taken. The two
+//! lanes take their blocks together while both have some (`compress_pair`); the rest of a
+//! longer stream, and each stream's padding, go through `sha2::compress256`, one lane. Without
+//! the SHA extensions (another CPU, another architecture) each lane goes through `sha2` alone.
+
+use std::io::{self, Read};
 
 use sha2::digest::generic_array::{typenum::U64, GenericArray};
 
 use crate::hash::{to_hex, FileDigest};
+
+#[cfg(not(target_arch = "x86_64"))]
+use no_shani as shani;
 
 const BLOCK: usize = 64;
 
@@ -22,69 +28,199 @@ const H0: [u32; 8] = [
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 ];
 
-/// The digests of `a` and `b`, as `hash.rs` gives them (lower-case hex and the length).
-pub fn sha256_pair(a: &[u8], b: &[u8]) -> [FileDigest; 2] {
-    let (mut state_a, mut state_b) = (H0, H0);
-    let common = a.len().min(b.len()) / BLOCK;
-    let done = if common > 0 && x86::available() {
-        // SAFETY: the CPU has the extensions `compress_x2` is compiled for (checked just above),
-        // and both slices hold at least `common` whole blocks.
-        unsafe { x86::compress_x2(&mut state_a, &mut state_b, a.as_ptr(), b.as_ptr(), common) };
-        common * BLOCK
-    } else {
-        0
-    };
-    [
-        finish(state_a, &a[done..], a.len()),
-        finish(state_b, &b[done..], b.len()),
-    ]
+/// A running SHA-256 over whole 64-byte blocks.
+#[derive(Clone, Copy)]
+pub struct Lane {
+    state: [u32; 8],
 }
 
-/// The digest of one message, for a lane left without a partner.
-pub fn sha256(bytes: &[u8]) -> FileDigest {
-    finish(H0, bytes, bytes.len())
-}
-
-/// Hash the rest of a message (`rest`, whose whole message is `total` bytes long) on from
-/// `state`, pad it and give the digest.
-fn finish(mut state: [u32; 8], rest: &[u8], total: usize) -> FileDigest {
-    let whole = rest.len() / BLOCK * BLOCK;
-    compress(&mut state, &rest[..whole]);
-    let tail = &rest[whole..];
-    // The padding: 0x80, zeros, then the length in bits as a big-endian u64, filling one
-    // block, or two where the tail leaves no room for the length.
-    let mut last = [0u8; 2 * BLOCK];
-    last[..tail.len()].copy_from_slice(tail);
-    last[tail.len()] = 0x80;
-    let end = if tail.len() + 1 + 8 <= BLOCK {
-        BLOCK
-    } else {
-        2 * BLOCK
-    };
-    last[end - 8..end].copy_from_slice(&((total as u64) * 8).to_be_bytes());
-    compress(&mut state, &last[..end]);
-    let mut digest = [0u8; 32];
-    for (out, word) in digest.chunks_exact_mut(4).zip(state) {
-        out.copy_from_slice(&word.to_be_bytes());
-    }
-    FileDigest {
-        sha256: to_hex(&digest),
-        size: total as u64,
+impl Default for Lane {
+    fn default() -> Self {
+        Lane { state: H0 }
     }
 }
 
-/// `sha2`'s compression of whole blocks (SHA-NI where the CPU has it).
-fn compress(state: &mut [u32; 8], blocks: &[u8]) {
-    debug_assert_eq!(blocks.len() % BLOCK, 0);
-    // SAFETY: `GenericArray<u8, U64>` is a `[u8; 64]` (alignment 1), and `blocks` holds
-    // exactly `len / 64` of them.
-    let blocks: &[GenericArray<u8, U64>] =
-        unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast(), blocks.len() / BLOCK) };
-    sha2::compress256(state, blocks);
+impl Lane {
+    /// Take `blocks`, whole blocks only (its length a multiple of 64).
+    pub fn compress(&mut self, blocks: &[u8]) {
+        assert_eq!(blocks.len() % BLOCK, 0, "whole blocks only");
+        // SAFETY: `GenericArray<u8, U64>` is a `[u8; 64]` (alignment 1), and `blocks` holds
+        // exactly `len / 64` of them.
+        let blocks: &[GenericArray<u8, U64>] =
+            unsafe { std::slice::from_raw_parts(blocks.as_ptr().cast(), blocks.len() / BLOCK) };
+        sha2::compress256(&mut self.state, blocks);
+    }
+
+    /// The digest of a stream of `total` bytes, of which `rest` (any length) are the last
+    /// ones not yet taken: they are taken, the padding added.
+    pub fn finish(mut self, rest: &[u8], total: u64) -> FileDigest {
+        let whole = rest.len() / BLOCK * BLOCK;
+        self.compress(&rest[..whole]);
+        let tail = &rest[whole..];
+        // The padding: 0x80, zeros, then the length in bits as a big-endian u64, filling one
+        // block, or two where the tail leaves no room for the length.
+        let mut last = [0u8; 2 * BLOCK];
+        last[..tail.len()].copy_from_slice(tail);
+        last[tail.len()] = 0x80;
+        let end = if tail.len() + 1 + 8 <= BLOCK {
+            BLOCK
+        } else {
+            2 * BLOCK
+        };
+        last[end - 8..end].copy_from_slice(&total.wrapping_mul(8).to_be_bytes());
+        self.compress(&last[..end]);
+        let mut digest = [0u8; 32];
+        for (out, word) in digest.chunks_exact_mut(4).zip(self.state) {
+            out.copy_from_slice(&word.to_be_bytes());
+        }
+        FileDigest {
+            sha256: to_hex(&digest),
+            size: total,
+        }
+    }
+}
+
+/// Whether this CPU takes two lanes' rounds interleaved (`compress_pair` then runs both lanes
+/// in about the time of one; else one after the other).
+pub fn pairs_interleave() -> bool {
+    shani::available()
+}
+
+/// `a` takes `a_blocks` and `b` takes `b_blocks`, both whole blocks and of one length, their
+/// rounds interleaved where the CPU allows.
+pub fn compress_pair(a: &mut Lane, a_blocks: &[u8], b: &mut Lane, b_blocks: &[u8]) {
+    assert_eq!(a_blocks.len(), b_blocks.len(), "one length for both lanes");
+    assert_eq!(a_blocks.len() % BLOCK, 0, "whole blocks only");
+    if shani::available() {
+        // SAFETY: the CPU has the extensions `compress_x2` is compiled for (checked just
+        // above), and both slices hold `len / 64` whole blocks.
+        unsafe {
+            shani::compress_x2(
+                &mut a.state,
+                &mut b.state,
+                a_blocks.as_ptr(),
+                b_blocks.as_ptr(),
+                a_blocks.len() / BLOCK,
+            )
+        };
+    } else {
+        a.compress(a_blocks);
+        b.compress(b_blocks);
+    }
+}
+
+/// Hash two readers at once on this thread, each through its own buffer (at least a block
+/// long), calling `on_chunk` with each read's length. `lens` are their sizes from fstat: as
+/// in `hash::hash_regular_into`, a read that leaves its buffer short once a reader's size is
+/// in is its end (no read that returns 0), a short read before that (NFS) is read on from, and
+/// a file that grew is read to its real end. One reader's error ends that one only.
+pub fn hash_two_into<R: Read>(
+    readers: [&mut R; 2],
+    lens: [u64; 2],
+    bufs: [&mut [u8]; 2],
+    mut on_chunk: impl FnMut(usize),
+) -> [io::Result<FileDigest>; 2] {
+    let [ra, rb] = readers;
+    let [ba, bb] = bufs;
+    let mut streams = [Stream::new(ra, lens[0], ba), Stream::new(rb, lens[1], bb)];
+    let mut out: [Option<io::Result<FileDigest>>; 2] = [None, None];
+    loop {
+        for (stream, out) in streams.iter_mut().zip(&mut out) {
+            if out.is_some() {
+                continue;
+            }
+            if let Err(e) = stream.fill(&mut on_chunk) {
+                *out = Some(Err(e));
+            } else if stream.ended && stream.whole_blocks() == 0 {
+                *out = Some(Ok(stream.finish()));
+            }
+        }
+        let [a, b] = &mut streams;
+        match (out[0].is_none(), out[1].is_none()) {
+            (true, true) => {
+                let both = a.whole_blocks().min(b.whole_blocks());
+                let ((lane_a, blocks_a), (lane_b, blocks_b)) = (a.take(both), b.take(both));
+                compress_pair(lane_a, blocks_a, lane_b, blocks_b);
+            }
+            (true, false) => a.compress_alone(),
+            (false, true) => b.compress_alone(),
+            (false, false) => break,
+        }
+    }
+    out.map(|o| o.expect("both streams ended"))
+}
+
+/// One reader being hashed: its buffer holds `buf[lo..hi]` not yet taken.
+struct Stream<'a, R> {
+    reader: &'a mut R,
+    len: u64,
+    buf: &'a mut [u8],
+    lo: usize,
+    hi: usize,
+    read: u64,
+    ended: bool,
+    lane: Lane,
+}
+
+impl<'a, R: Read> Stream<'a, R> {
+    fn new(reader: &'a mut R, len: u64, buf: &'a mut [u8]) -> Self {
+        assert!(buf.len() >= BLOCK, "a buffer holds at least a block");
+        Stream {
+            reader,
+            len,
+            buf,
+            lo: 0,
+            hi: 0,
+            read: 0,
+            ended: false,
+            lane: Lane::default(),
+        }
+    }
+
+    /// Read once more where less than a block is waiting and the reader has not ended: the
+    /// partial block moves to the front and the read lands after it.
+    fn fill(&mut self, on_chunk: &mut impl FnMut(usize)) -> io::Result<()> {
+        if self.ended || self.hi - self.lo >= BLOCK {
+            return Ok(());
+        }
+        self.buf.copy_within(self.lo..self.hi, 0);
+        (self.hi, self.lo) = (self.hi - self.lo, 0);
+        let room = self.buf.len() - self.hi;
+        let n = loop {
+            match self.reader.read(&mut self.buf[self.hi..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other?,
+            }
+        };
+        self.hi += n;
+        self.read += n as u64;
+        on_chunk(n);
+        self.ended = n == 0 || (n < room && self.read >= self.len);
+        Ok(())
+    }
+
+    fn whole_blocks(&self) -> usize {
+        (self.hi - self.lo) / BLOCK * BLOCK
+    }
+
+    /// The next `n` bytes waiting, taken out of the buffer, and the lane they go to.
+    fn take(&mut self, n: usize) -> (&mut Lane, &[u8]) {
+        self.lo += n;
+        (&mut self.lane, &self.buf[self.lo - n..self.lo])
+    }
+
+    fn compress_alone(&mut self) {
+        let (lane, blocks) = self.take(self.whole_blocks());
+        lane.compress(blocks);
+    }
+
+    fn finish(&self) -> FileDigest {
+        self.lane.finish(&self.buf[self.lo..self.hi], self.read)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+mod shani {
     use core::arch::x86_64::*;
 
     /// Whether this CPU has the SHA extensions and the SSE levels `compress_x2` uses.
@@ -227,7 +363,7 @@ mod x86 {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-mod x86 {
+mod no_shani {
     pub fn available() -> bool {
         false
     }
@@ -268,18 +404,83 @@ mod tests {
             .collect()
     }
 
+    /// A reader over bytes that gives at most `most` bytes per read, then fails if `fail`.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        most: usize,
+        fail: bool,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.data.is_empty() && self.fail {
+                return Err(io::Error::other("the disk went away"));
+            }
+            let n = buf.len().min(self.most).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// `hash_two_into` over `a` and `b` through buffers of `buffer` bytes, reads of at most
+    /// `most`, sizes as given; also the bytes `on_chunk` counted.
+    fn pair_of(
+        [a, b]: [&[u8]; 2],
+        lens: [u64; 2],
+        buffer: usize,
+        most: usize,
+    ) -> ([io::Result<FileDigest>; 2], usize) {
+        let mut ra = Trickle {
+            data: a,
+            most,
+            fail: false,
+        };
+        let mut rb = Trickle {
+            data: b,
+            most,
+            fail: false,
+        };
+        let (mut ba, mut bb) = (vec![0u8; buffer], vec![7u8; buffer]);
+        let mut counted = 0;
+        let out = hash_two_into([&mut ra, &mut rb], lens, [&mut ba, &mut bb], |n| {
+            counted += n
+        });
+        (out, counted)
+    }
+
+    fn pair(a: &[u8], b: &[u8], buffer: usize, most: usize) -> [FileDigest; 2] {
+        let lens = [a.len() as u64, b.len() as u64];
+        let (out, counted) = pair_of([a, b], lens, buffer, most);
+        assert_eq!(counted, a.len() + b.len());
+        out.map(|d| d.expect("no error"))
+    }
+
     #[test]
     fn known_vectors_in_either_lane() {
         let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let two_blocks = "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1";
+        let million_a = "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0";
         let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        let [x, y] = sha256_pair(b"abc", b"");
-        assert_eq!((x.sha256.as_str(), y.sha256.as_str()), (abc, empty));
-        let [x, y] = sha256_pair(b"", b"abc");
-        assert_eq!((x.sha256.as_str(), y.sha256.as_str()), (empty, abc));
+        let long = b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+        let many = vec![b'a'; 1_000_000];
+        let cases: [(&[u8], &str); 4] = [
+            (b"abc", abc),
+            (long, two_blocks),
+            (&many, million_a),
+            (b"", empty),
+        ];
+        for (a, want_a) in cases {
+            for (b, want_b) in cases {
+                let [x, y] = pair(a, b, 4096, usize::MAX);
+                assert_eq!((x.sha256.as_str(), y.sha256.as_str()), (want_a, want_b));
+            }
+        }
     }
 
     /// Every length around the padding's edges (55, 56, 63, 64 bytes into a block) and
-    /// around whole blocks, paired with lengths shorter, equal and longer, equals `sha2`.
+    /// around whole blocks, paired with lengths shorter, equal and longer, through buffers
+    /// of one block and of a few, whole reads and short ones: the digests equal `sha2`'s.
     #[test]
     fn equals_sha2_for_every_pair_of_edge_lengths() {
         let mut lengths = vec![];
@@ -291,9 +492,12 @@ mod tests {
         for (i, &la) in lengths.iter().enumerate() {
             for &lb in &lengths {
                 let (a, b) = (message(la, i as u32), message(lb, 1000 + lb as u32));
-                let [da, db] = sha256_pair(&a, &b);
-                assert_eq!(da, reference(&a), "lane a, {la} bytes beside {lb}");
-                assert_eq!(db, reference(&b), "lane b, {lb} bytes beside {la}");
+                for (buffer, most) in [(64, usize::MAX), (200, 77), (4096, usize::MAX)] {
+                    let [da, db] = pair(&a, &b, buffer, most);
+                    let how = format!("{la} bytes beside {lb}, buffer {buffer}, reads {most}");
+                    assert_eq!(da, reference(&a), "lane a: {how}");
+                    assert_eq!(db, reference(&b), "lane b: {how}");
+                }
             }
         }
     }
@@ -304,17 +508,58 @@ mod tests {
     fn one_changed_byte_changes_its_own_lane_only() {
         let a = message(65_752, 7);
         let b = message(65_752, 8);
-        let [da, db] = sha256_pair(&a, &b);
+        let hash = |a: &[u8], b: &[u8]| pair(a, b, 1 << 19, usize::MAX);
+        let [da, db] = hash(&a, &b);
         assert_eq!((da.clone(), db.clone()), (reference(&a), reference(&b)));
         for at in [0, 63, 64, 4_096, 65_535, 65_751] {
             let mut bent = a.clone();
             bent[at] ^= 1;
-            let [xa, xb] = sha256_pair(&bent, &b);
+            let [xa, xb] = hash(&bent, &b);
             assert_ne!(xa, da, "a byte at {at}");
-            assert_eq!(xa, reference(&bent));
-            assert_eq!(xb, db);
-            let [ya, yb] = sha256_pair(&a, &bent);
+            assert_eq!((xa, xb), (reference(&bent), db.clone()));
+            let [ya, yb] = hash(&a, &bent);
             assert_eq!((ya, yb), (da.clone(), reference(&bent)));
         }
+    }
+
+    /// A file that grew after its fstat is read to its real end, one that shrank to where
+    /// it ends; a reader's error ends that lane only.
+    #[test]
+    fn sizes_that_lie_and_errors_end_one_lane_at_a_time() {
+        let (a, b) = (message(10_000, 1), message(3_000, 2));
+        let (out, _) = pair_of([&a, &b], [100, 9_999], 512, usize::MAX);
+        let [x, y] = out.map(Result::unwrap);
+        assert_eq!((x, y), (reference(&a), reference(&b)));
+        let mut ra = Trickle {
+            data: &a,
+            most: 700,
+            fail: true,
+        };
+        let mut rb = Trickle {
+            data: &b,
+            most: 700,
+            fail: false,
+        };
+        let (mut ba, mut bb) = (vec![0u8; 1024], vec![0u8; 1024]);
+        let [x, y] = hash_two_into(
+            [&mut ra, &mut rb],
+            [20_000, 3_000],
+            [&mut ba, &mut bb],
+            |_| {},
+        );
+        assert_eq!(x.unwrap_err().to_string(), "the disk went away");
+        assert_eq!(y.unwrap(), reference(&b));
+    }
+
+    /// The timings rest on this: on a CPU whose flags list the SHA extensions, the lanes'
+    /// rounds are interleaved (a typo in the detection would quietly hash one lane at a time).
+    #[test]
+    fn the_lanes_interleave_where_the_cpu_has_sha() {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+        let has_sha = cpuinfo
+            .lines()
+            .filter(|line| line.starts_with("flags"))
+            .any(|line| line.split_whitespace().any(|flag| flag == "sha_ni"));
+        assert_eq!(pairs_interleave(), has_sha && cfg!(target_arch = "x86_64"));
     }
 }

@@ -15,8 +15,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::files::{open_regular_file, SEALED_MODE};
-use crate::hash::{hash_reader_pipelined, FileDigest, StreamHasher, PIPELINE_FROM};
-use crate::sha256_pair::{sha256, sha256_pair};
+use crate::hash::{hash_reader_pipelined, hash_regular_into, FileDigest, CHUNK, PIPELINE_FROM};
+use crate::sha256_pair::hash_two_into;
 use crate::staging::{CONFIG_FILE, PEFT_WEIGHTS_FILE, WEIGHTS_FILE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,78 +95,83 @@ pub enum Tick {
     FileDone,
 }
 
-/// Hash one file (never through a symlink, never blocking on a FIFO) against `expected`.
-pub fn verify_one(path: &Path, expected: &str, mut on_bytes: impl FnMut(u64)) -> Outcome {
-    check_file(path, expected, &mut on_bytes).0
-}
-
 /// An outcome with its file's status (fstat), where the file could be opened: the seal is
 /// judged from the very file that was hashed, at no extra system call.
 type Checked = (Outcome, Option<fs::Metadata>);
 
-/// `verify_one`, also giving the status of the file it opened.
+/// Hash one file (never through a symlink, never blocking on a FIFO) against `expected`,
+/// also giving the status of the file it opened.
 fn check_file(path: &Path, expected: &str, on_bytes: &mut dyn FnMut(u64)) -> Checked {
-    let (file, meta) = match open_checked(path) {
-        Ok(opened) => opened,
-        Err(failed) => return (failed, None),
-    };
+    match open_checked(path) {
+        Ok((file, meta)) => check_opened(&file, meta, expected, on_bytes),
+        Err(failed) => (failed, None),
+    }
+}
+
+/// `check_file` of a file already open: from `PIPELINE_FROM` on, a second thread reads ahead
+/// while this one hashes; below it, the reads go through this worker's first lane buffer.
+fn check_opened(
+    file: &File,
+    meta: fs::Metadata,
+    expected: &str,
+    on_bytes: &mut dyn FnMut(u64),
+) -> Checked {
+    let on_chunk = |n: usize| on_bytes(n as u64);
     let digest = if meta.len() >= PIPELINE_FROM {
-        hash_reader_pipelined(&mut Blocking(&file), |n| on_bytes(n as u64))
+        hash_reader_pipelined(&mut Blocking(file), on_chunk)
     } else {
-        LANES.with_borrow_mut(|[buf, _]| {
-            let digest = match read_whole(&file, buf, meta.len())? {
-                Whole::Bytes(n) => sha256(&buf[..n]),
-                Whole::Grown(digest) => digest,
-            };
-            on_bytes(digest.size);
-            Ok(digest)
-        })
+        with_lanes(|[buf, _]| hash_regular_into(&mut Blocking(file), buf, meta.len(), on_chunk))
     };
     (judge(digest, expected), Some(meta))
 }
 
-/// Two files checked at once: where both are below `PIPELINE_FROM`, each is read whole and
-/// the two are hashed together, their rounds interleaved on this one core
-/// (`sha256_pair`); any other file is checked as `check_file` checks it. The outcomes are
-/// the same either way.
+/// Two files checked at once on this thread, their rounds interleaved (`hash_two_into`),
+/// whatever their sizes: the outcomes are those `check_file` gives each. Where one cannot be
+/// opened, the other is checked alone.
 fn check_two(
     paths: [&Path; 2],
     expected: [&str; 2],
     on_bytes: &mut dyn FnMut(u64),
 ) -> [Checked; 2] {
-    let opened = paths.map(open_checked);
-    let small = |o: &Result<(File, fs::Metadata), Outcome>| matches!(o, Ok((_, meta)) if meta.len() < PIPELINE_FROM);
-    if !(small(&opened[0]) && small(&opened[1])) {
-        return [0, 1].map(|i| check_file(paths[i], expected[i], on_bytes));
-    }
-    let [Ok((file_a, meta_a)), Ok((file_b, meta_b))] = opened else {
-        unreachable!("both opened: checked just above")
-    };
-    LANES.with_borrow_mut(|[buf_a, buf_b]| {
-        let read_a = read_whole(&file_a, buf_a, meta_a.len());
-        let read_b = read_whole(&file_b, buf_b, meta_b.len());
-        let digests = match (&read_a, &read_b) {
-            (Ok(Whole::Bytes(na)), Ok(Whole::Bytes(nb))) => {
-                let [a, b] = sha256_pair(&buf_a[..*na], &buf_b[..*nb]);
-                [Ok(a), Ok(b)]
-            }
-            _ => [(read_a, &*buf_a), (read_b, &*buf_b)].map(|(read, buf)| {
-                read.map(|whole| match whole {
-                    Whole::Bytes(n) => sha256(&buf[..n]),
-                    Whole::Grown(digest) => digest,
+    match paths.map(open_checked) {
+        [Ok((file_a, meta_a)), Ok((file_b, meta_b))] => {
+            let lens = [meta_a.len(), meta_b.len()];
+            let [a, b] = with_lanes(|[buf_a, buf_b]| {
+                let (mut a, mut b) = (Blocking(&file_a), Blocking(&file_b));
+                hash_two_into([&mut a, &mut b], lens, [buf_a, buf_b], |n| {
+                    on_bytes(n as u64)
                 })
-            }),
-        };
-        let [a, b] = digests.map(|d| {
-            if let Ok(d) = &d {
-                on_bytes(d.size);
+            });
+            [
+                (judge(a, expected[0]), Some(meta_a)),
+                (judge(b, expected[1]), Some(meta_b)),
+            ]
+        }
+        [a, b] => [(a, expected[0]), (b, expected[1])].map(|(opened, expected)| match opened {
+            Ok((file, meta)) => check_opened(&file, meta, expected, on_bytes),
+            Err(failed) => (failed, None),
+        }),
+    }
+}
+
+/// Bytes per read of a file hashed through a lane buffer (half of `CHUNK`: a worker's two
+/// lanes together hold what one buffer held before files were read in pairs).
+const LANE_BYTES: usize = CHUNK / 2;
+
+thread_local! {
+    /// Each worker's two lane buffers, allocated once per thread.
+    static LANES: RefCell<[Vec<u8>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+/// Run `work` with this thread's two lane buffers.
+fn with_lanes<T>(work: impl FnOnce([&mut [u8]; 2]) -> T) -> T {
+    LANES.with_borrow_mut(|[a, b]| {
+        for buf in [&mut *a, &mut *b] {
+            if buf.is_empty() {
+                buf.resize(LANE_BYTES, 0);
             }
-            d
-        });
-        [
-            (judge(a, expected[0]), Some(meta_a)),
-            (judge(b, expected[1]), Some(meta_b)),
-        ]
+        }
+        work([a, b])
     })
 }
 
@@ -207,62 +212,6 @@ fn judge(digest: io::Result<FileDigest>, expected: &str) -> Outcome {
             detail: None,
         },
     }
-}
-
-/// What `read_whole` read: the whole file, in the buffer's first bytes; or, where the file
-/// grew past the buffer after its fstat, its digest, streamed on (memory stays bounded).
-enum Whole {
-    Bytes(usize),
-    Grown(FileDigest),
-}
-
-/// Read a file of `len` bytes (its fstat size) whole into `buf`, which grows to hold
-/// `len` and one more page (no more: a worker's buffers are only as large as its largest
-/// small file). As in `hash_regular_into`, a read that leaves the buffer short
-/// once `len` bytes are in is the end (no read that returns 0); a short read before that (NFS)
-/// is read on from.
-fn read_whole(file: &File, buf: &mut Vec<u8>, len: u64) -> io::Result<Whole> {
-    let room = len as usize + PAGE;
-    if buf.len() < room {
-        buf.resize(room, 0);
-    }
-    let mut filled = 0;
-    let mut reader = Blocking(file);
-    loop {
-        if filled == buf.len() {
-            // Grown past its fstat size: hash what is here and stream the rest through the
-            // same buffer.
-            let mut hasher = StreamHasher::default();
-            hasher.update(&buf[..filled]);
-            loop {
-                match reader.read(buf) {
-                    Ok(0) => return Ok(Whole::Grown(hasher.finish())),
-                    Ok(n) => hasher.update(&buf[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        let n = match reader.read(&mut buf[filled..]) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        filled += n;
-        if n == 0 || (filled as u64 >= len && filled < buf.len()) {
-            return Ok(Whole::Bytes(filled));
-        }
-    }
-}
-
-/// One page: the room a small file's buffer keeps beyond its fstat size, so that its one read
-/// comes back short and ends it.
-const PAGE: usize = 4096;
-
-thread_local! {
-    /// Each worker's two buffers for files below `PIPELINE_FROM`, read whole (and hashed as a
-    /// pair where two come together), kept per thread.
-    static LANES: RefCell<[Vec<u8>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
 }
 
 /// Reads from a file opened `O_NONBLOCK`; a `WouldBlock` clears the flag and reads again.
@@ -536,7 +485,8 @@ pub fn run_batch<T: Sync, R: Send>(
                         let j = run.next();
                         let (first, second) = work(&items[i], j.map(|j| &items[j]), &mut tick);
                         done.push((i, first));
-                        if let (Some(j), Some(second)) = (j, second) {
+                        if let Some(j) = j {
+                            let second = second.expect("a result for each item given");
                             done.push((j, second));
                         }
                     }
@@ -577,15 +527,19 @@ pub fn run_batch<T: Sync, R: Send>(
     )
 }
 
-/// The next run of positions for a worker: an eighth of what is left per worker, at least one
-/// and at most 64; `None` once every item is handed out.
+/// The next run of positions for a worker: an eighth of what is left per worker, rounded up
+/// to an even count (items go to `work` two at a time), at least two and at most 64, or what
+/// is left; `None` once every item is handed out.
 fn claim_run(next: &AtomicUsize, len: usize, threads: usize) -> Option<std::ops::Range<usize>> {
     let mut start = next.load(Ordering::Relaxed);
     loop {
         if start >= len {
             return None;
         }
-        let size = ((len - start) / (threads * 8)).clamp(1, 64);
+        let size = ((len - start) / (threads * 8))
+            .clamp(2, 64)
+            .next_multiple_of(2);
+        let size = size.min(len - start);
         match next.compare_exchange_weak(start, start + size, Ordering::Relaxed, Ordering::Relaxed)
         {
             Ok(_) => return Some(start..start + size),
@@ -610,7 +564,8 @@ pub fn verify_batch(
             }
             None => (check_file(&a.0, &a.1, &mut bytes).0, None),
         };
-        for _ in 0..1 + usize::from(second.is_some()) {
+        tick(Tick::FileDone);
+        if second.is_some() {
             tick(Tick::FileDone);
         }
         (first, second)

@@ -187,9 +187,10 @@ fn every_item_runs_once_in_any_order_of_hand_out() {
     assert_eq!(runs.first(), Some(&(0..62)));
     assert_eq!(
         runs.last().map(|r| r.len()),
-        Some(1),
-        "the last ones one by one"
+        Some(2),
+        "the last ones two by two"
     );
+    assert!(runs.iter().all(|r| r.len() % 2 == 0), "pairs: {runs:?}");
     assert_eq!(runs.iter().map(|r| r.len()).sum::<usize>(), 1000);
 }
 
@@ -262,6 +263,11 @@ fn two_adapters_verified_together_get_the_reports_each_gets_alone() {
     fs::set_permissions(&weights, fs::Permissions::from_mode(0o644)).unwrap();
     fs::write(&weights, b"").unwrap();
     fs::set_permissions(&weights, fs::Permissions::from_mode(SEALED_MODE)).unwrap();
+    let empty = Expected {
+        file_hash: hash_file(&weights).unwrap().sha256,
+        file_size: 0,
+        ..empty
+    };
     let all = [intact, tampered, gone, linked, wrong_size, large, empty];
     fn counted(ticks: &mut (u64, usize)) -> impl FnMut(Tick) + '_ {
         move |t: Tick| match t {
@@ -288,30 +294,66 @@ fn two_adapters_verified_together_get_the_reports_each_gets_alone() {
             assert_eq!(together, alone);
         }
     }
-    assert_ne!(
-        verify_adapter(&all[1], |_| {}).verdict,
-        Verdict::Ok,
-        "the tampered one is caught"
+    let verdicts: Vec<_> = all
+        .iter()
+        .map(|e| verify_adapter(e, |_| {}).verdict)
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            Verdict::Ok,
+            Verdict::Mismatch,
+            Verdict::Missing,
+            Verdict::Unreadable,
+            Verdict::Mismatch,
+            Verdict::Ok,
+            Verdict::Ok
+        ]
     );
 }
 
-/// A small file that grew past its buffer after its fstat is hashed whole, streaming on.
+/// Files of every size that matters to the lanes (empty, a block's edges, a lane buffer's
+/// edges, past `PIPELINE_FROM`), verified in pairs on one thread and on two: each outcome is
+/// its own file's, intact or not.
 #[test]
-fn a_file_longer_than_its_fstat_said_is_read_to_its_end() {
+fn files_of_every_size_verified_in_pairs() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let data: Vec<u8> = (0..CHUNK * 2 + 11).map(|i| (i % 253) as u8).collect();
-    fs::write(&path, &data).unwrap();
-    let file = File::open(&path).unwrap();
-    let mut buf = Vec::new();
-    match read_whole(&file, &mut buf, 10).unwrap() {
-        Whole::Grown(digest) => assert_eq!(digest, hash_file(&path).unwrap()),
-        Whole::Bytes(n) => panic!("read {n} bytes into a buffer of {}", buf.len()),
+    let sizes = [
+        0,
+        1,
+        63,
+        64,
+        LANE_BYTES - 1,
+        LANE_BYTES,
+        LANE_BYTES + 1,
+        CHUNK + 5,
+        PIPELINE_FROM as usize + 3,
+        65,
+    ];
+    let mut items = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        let path = dir.path().join(format!("f{i}"));
+        fs::write(
+            &path,
+            (0..size).map(|k| (k * 7 + i) as u8).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let sha = hash_file(&path).unwrap().sha256;
+        // Every third file's record is wrong.
+        let expected = if i % 3 == 2 { "0".repeat(64) } else { sha };
+        items.push((path, expected));
     }
-    let file = File::open(&path).unwrap();
-    match read_whole(&file, &mut buf, data.len() as u64).unwrap() {
-        Whole::Bytes(n) => assert_eq!(&buf[..n], &data[..]),
-        Whole::Grown(_) => panic!("the buffer was sized to hold it"),
+    for threads in [1, 2] {
+        let out = verify_batch(&items, threads, |_| ControlFlow::Continue(())).unwrap();
+        for (i, outcome) in out.iter().enumerate() {
+            let want = if i % 3 == 2 {
+                Verdict::Mismatch
+            } else {
+                Verdict::Ok
+            };
+            assert_eq!(outcome.verdict, want, "file {i} of {} bytes", sizes[i]);
+            assert_eq!(outcome.size, Some(sizes[i] as u64));
+        }
     }
 }
 
