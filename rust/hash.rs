@@ -114,14 +114,20 @@ pub fn hash_reader_pipelined(
     const BUFFERS: usize = 8;
     let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(BUFFERS);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
-    for _ in 0..BUFFERS {
-        empty_tx
-            .send(vec![0u8; CHUNK])
-            .expect("the receiver is alive");
-    }
     std::thread::scope(|scope| {
         let read = scope.spawn(move || -> io::Result<()> {
-            for mut buf in empty_rx {
+            // The buffers are made here, as the reading needs them: zeroing them (calloc
+            // memsets memory it reuses) costs the hashing thread nothing.
+            let mut made = 0;
+            let next_buffer = || {
+                if made < BUFFERS {
+                    made += 1;
+                    Some(vec![0u8; CHUNK])
+                } else {
+                    empty_rx.recv().ok()
+                }
+            };
+            for mut buf in std::iter::from_fn(next_buffer) {
                 let n = loop {
                     match reader.read(&mut buf) {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
