@@ -60,26 +60,17 @@ pub fn to_hex(bytes: &[u8]) -> String {
 }
 
 /// Hash everything `reader` yields, calling `on_chunk` with each chunk's length (for progress).
+/// Reads to the end (a read that returns 0): no length is known.
 pub fn hash_reader(reader: &mut impl Read, on_chunk: impl FnMut(usize)) -> io::Result<FileDigest> {
-    hash_reader_into(reader, &mut vec![0u8; CHUNK], on_chunk)
+    hash_regular_into(reader, &mut vec![0u8; CHUNK], u64::MAX, on_chunk)
 }
 
-/// `hash_reader` through a buffer the caller keeps, so that a worker hashing thousands of small
-/// files allocates (and faults in) one buffer, not one per file. Reads to the end (a read that
-/// returns 0): no length is known.
-pub fn hash_reader_into(
-    reader: &mut impl Read,
-    buf: &mut [u8],
-    on_chunk: impl FnMut(usize),
-) -> io::Result<FileDigest> {
-    hash_regular_into(reader, buf, u64::MAX, on_chunk)
-}
-
-/// `hash_reader_into` for a regular file whose size `len` is known (from its fstat): a read
-/// that fills less than the buffer once `len` bytes are in is the end of the file, so the one
-/// more read that would return 0 is not made (a system call per file, for thousands of small
-/// files). A short read before `len` bytes (NFS may give one) or a file that grew since its
-/// fstat is read on to its end as before.
+/// `hash_reader` through a buffer the caller keeps (a verification worker's lane: one buffer
+/// per worker, not one per file), for a regular file whose size `len` is known (from its
+/// fstat): a read that fills less than the buffer once `len` bytes are in is the end of the
+/// file, so the one more read that would return 0 is not made (a system call per file, for
+/// thousands of small files). A short read before `len` bytes (NFS may give one) or a file
+/// that grew since its fstat is read on to its end as before.
 pub fn hash_regular_into(
     reader: &mut impl Read,
     buf: &mut [u8],

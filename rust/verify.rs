@@ -55,7 +55,7 @@ impl Verdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub verdict: Verdict,
-    /// The digest of what was read, where the file could be read whole.
+    /// The digest of what was read, where the file could be read to its end.
     pub sha256: Option<String>,
     pub size: Option<u64>,
     /// Why a file was missing or unreadable.
