@@ -404,15 +404,34 @@ mod tests {
             .collect()
     }
 
-    /// A reader over bytes that gives at most `most` bytes per read, then fails if `fail`.
+    /// A reader over bytes that gives at most `most` bytes per read, then fails if `fail`;
+    /// with `interrupt`, every other read is cut off by a signal (EINTR) before it reads.
     struct Trickle<'a> {
         data: &'a [u8],
         most: usize,
         fail: bool,
+        interrupt: bool,
+        calls: usize,
+    }
+
+    impl<'a> Trickle<'a> {
+        fn new(data: &'a [u8], most: usize) -> Self {
+            Trickle {
+                data,
+                most,
+                fail: false,
+                interrupt: false,
+                calls: 0,
+            }
+        }
     }
 
     impl Read for Trickle<'_> {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.interrupt && self.calls % 2 == 1 {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
             if self.data.is_empty() && self.fail {
                 return Err(io::Error::other("the disk went away"));
             }
@@ -424,23 +443,16 @@ mod tests {
     }
 
     /// `hash_two_into` over `a` and `b` through buffers of `buffer` bytes, reads of at most
-    /// `most`, sizes as given; also the bytes `on_chunk` counted.
+    /// `most` (every other one interrupted where `interrupt`), sizes as given; also the bytes
+    /// `on_chunk` counted.
     fn pair_of(
         [a, b]: [&[u8]; 2],
         lens: [u64; 2],
         buffer: usize,
-        most: usize,
+        (most, interrupt): (usize, bool),
     ) -> ([io::Result<FileDigest>; 2], usize) {
-        let mut ra = Trickle {
-            data: a,
-            most,
-            fail: false,
-        };
-        let mut rb = Trickle {
-            data: b,
-            most,
-            fail: false,
-        };
+        let (mut ra, mut rb) = (Trickle::new(a, most), Trickle::new(b, most));
+        (ra.interrupt, rb.interrupt) = (interrupt, interrupt);
         let (mut ba, mut bb) = (vec![0u8; buffer], vec![7u8; buffer]);
         let mut counted = 0;
         let out = hash_two_into([&mut ra, &mut rb], lens, [&mut ba, &mut bb], |n| {
@@ -449,12 +461,14 @@ mod tests {
         (out, counted)
     }
 
-    fn pair(a: &[u8], b: &[u8], buffer: usize, most: usize) -> [FileDigest; 2] {
+    fn pair(a: &[u8], b: &[u8], buffer: usize, reads: (usize, bool)) -> [FileDigest; 2] {
         let lens = [a.len() as u64, b.len() as u64];
-        let (out, counted) = pair_of([a, b], lens, buffer, most);
+        let (out, counted) = pair_of([a, b], lens, buffer, reads);
         assert_eq!(counted, a.len() + b.len());
         out.map(|d| d.expect("no error"))
     }
+
+    const WHOLE: (usize, bool) = (usize::MAX, false);
 
     #[test]
     fn known_vectors_in_either_lane() {
@@ -472,7 +486,7 @@ mod tests {
         ];
         for (a, want_a) in cases {
             for (b, want_b) in cases {
-                let [x, y] = pair(a, b, 4096, usize::MAX);
+                let [x, y] = pair(a, b, 4096, WHOLE);
                 assert_eq!((x.sha256.as_str(), y.sha256.as_str()), (want_a, want_b));
             }
         }
@@ -492,9 +506,9 @@ mod tests {
         for (i, &la) in lengths.iter().enumerate() {
             for &lb in &lengths {
                 let (a, b) = (message(la, i as u32), message(lb, 1000 + lb as u32));
-                for (buffer, most) in [(64, usize::MAX), (200, 77), (4096, usize::MAX)] {
-                    let [da, db] = pair(&a, &b, buffer, most);
-                    let how = format!("{la} bytes beside {lb}, buffer {buffer}, reads {most}");
+                for (buffer, reads) in [(64, WHOLE), (200, (77, true)), (4096, WHOLE)] {
+                    let [da, db] = pair(&a, &b, buffer, reads);
+                    let how = format!("{la} bytes beside {lb}, buffer {buffer}, reads {reads:?}");
                     assert_eq!(da, reference(&a), "lane a: {how}");
                     assert_eq!(db, reference(&b), "lane b: {how}");
                 }
@@ -508,7 +522,7 @@ mod tests {
     fn one_changed_byte_changes_its_own_lane_only() {
         let a = message(65_752, 7);
         let b = message(65_752, 8);
-        let hash = |a: &[u8], b: &[u8]| pair(a, b, 1 << 19, usize::MAX);
+        let hash = |a: &[u8], b: &[u8]| pair(a, b, 1 << 19, WHOLE);
         let [da, db] = hash(&a, &b);
         assert_eq!((da.clone(), db.clone()), (reference(&a), reference(&b)));
         for at in [0, 63, 64, 4_096, 65_535, 65_751] {
@@ -527,26 +541,17 @@ mod tests {
     #[test]
     fn sizes_that_lie_and_errors_end_one_lane_at_a_time() {
         let (a, b) = (message(10_000, 1), message(3_000, 2));
-        let (out, _) = pair_of([&a, &b], [100, 9_999], 512, usize::MAX);
+        let (out, _) = pair_of([&a, &b], [100, 9_999], 512, WHOLE);
         let [x, y] = out.map(Result::unwrap);
         assert_eq!((x, y), (reference(&a), reference(&b)));
-        let mut ra = Trickle {
-            data: &a,
-            most: 700,
-            fail: true,
-        };
-        let mut rb = Trickle {
-            data: &b,
-            most: 700,
-            fail: false,
-        };
+        // Lane a fails after 1,000 bytes; lane b, 50 times longer, reads on to its end.
+        let (a, b) = (message(1_000, 3), message(50_000, 4));
+        let mut ra = Trickle::new(&a, 700);
+        ra.fail = true;
+        let mut rb = Trickle::new(&b, 700);
         let (mut ba, mut bb) = (vec![0u8; 1024], vec![0u8; 1024]);
-        let [x, y] = hash_two_into(
-            [&mut ra, &mut rb],
-            [20_000, 3_000],
-            [&mut ba, &mut bb],
-            |_| {},
-        );
+        let lens = [20_000, 50_000];
+        let [x, y] = hash_two_into([&mut ra, &mut rb], lens, [&mut ba, &mut bb], |_| {});
         assert_eq!(x.unwrap_err().to_string(), "the disk went away");
         assert_eq!(y.unwrap(), reference(&b));
     }
