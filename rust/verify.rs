@@ -528,18 +528,24 @@ pub fn run_batch<T: Sync, R: Send>(
 }
 
 /// The next run of positions for a worker: an eighth of what is left per worker, rounded up
-/// to an even count (items go to `work` two at a time), at least two and at most 64, or what
-/// is left; `None` once every item is handed out.
+/// to an even count (items go to `work` two at a time), at least two and at most 64; once no
+/// more items are left than workers, one each (a pair on one worker would leave another idle:
+/// two large files are then hashed on two cores). `None` once every item is handed out.
 fn claim_run(next: &AtomicUsize, len: usize, threads: usize) -> Option<std::ops::Range<usize>> {
     let mut start = next.load(Ordering::Relaxed);
     loop {
         if start >= len {
             return None;
         }
-        let size = ((len - start) / (threads * 8))
-            .clamp(2, 64)
-            .next_multiple_of(2);
-        let size = size.min(len - start);
+        let left = len - start;
+        let size = if left > threads {
+            (left / (threads * 8))
+                .clamp(2, 64)
+                .next_multiple_of(2)
+                .min(left)
+        } else {
+            1
+        };
         match next.compare_exchange_weak(start, start + size, Ordering::Relaxed, Ordering::Relaxed)
         {
             Ok(_) => return Some(start..start + size),
