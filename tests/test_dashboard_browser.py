@@ -25,8 +25,6 @@ from adapter_registry.dashboard.app import create_app
 from adapter_registry.dashboard.reading import ReadOnlyRegistry
 from adapter_registry.dashboard.serving import served
 
-#: The HTTP tests run on both backends; what a browser renders does not depend on the backend.
-BACKENDS = ["sqlite"]
 CHROMEDRIVER, CHROMIUM = "/usr/bin/chromedriver", "/usr/bin/chromium"
 SHOTS = Path("/tmp/dashboard-shots")
 
