@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -129,6 +130,14 @@ def store_one(registry: AdapterRegistry) -> Any:
         return registry.store(lora_bytes(r=r, seed=seed), **kwargs)
 
     return store
+
+
+def ctrl_c_as_at_a_terminal() -> None:
+    """A child's ``preexec_fn``: SIGINT back to its default, so that Python in the child turns
+    it into KeyboardInterrupt, as a Ctrl-C at a terminal is. A job a shell starts in the
+    background inherits SIGINT ignored, and Python then installs no handler for it: a test of
+    Ctrl-C run that way would see the signal vanish."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def raw_sql(registry: AdapterRegistry, sql: str, **params: Any) -> list[Any]:

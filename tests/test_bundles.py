@@ -31,7 +31,7 @@ from bundling import (
     writable,
     write_manifest,
 )
-from conftest import rows
+from conftest import ctrl_c_as_at_a_terminal, rows
 
 FILES = ["adapter.safetensors", "adapter_config.json", ".record.json"]
 
@@ -297,6 +297,7 @@ def test_ctrl_c_registers_nothing_and_a_second_run_finishes(
     stopped = subprocess.run(
         [sys.executable, "-c", code, str(target.root), target.db_url, str(tmp_path / "b")],
         env=env, capture_output=True, text=True, timeout=120,
+        preexec_fn=ctrl_c_as_at_a_terminal,
     )  # fmt: skip
     assert stopped.returncode != 0 and "KeyboardInterrupt" in stopped.stderr
     assert "run it again to finish it" in stopped.stderr

@@ -19,7 +19,7 @@ import pytest
 from adapter_registry import AdapterRegistry, _core
 from adapter_registry._lora_files import lora_of_size
 
-from conftest import entries, rows
+from conftest import ctrl_c_as_at_a_terminal, entries, rows
 
 #: Where a signal stops the store before anything is published: nothing must remain.
 BEFORE_PUBLISH = ("copying", "weights-synced", "staged")
@@ -57,6 +57,7 @@ def store_signalled(
             "--json",
         ],
         capture_output=True, text=True, timeout=120, env=env,
+        preexec_fn=ctrl_c_as_at_a_terminal,
     )  # fmt: skip
 
 
@@ -131,6 +132,7 @@ def test_the_library_raises_the_interrupt_and_says_whether_the_store_completed(
         [sys.executable, "-c", LIBRARY_STORE, str(registry.root), registry.db_url,
          *map(str, adapter_files), adapter_id],
         capture_output=True, text=True, timeout=120, env=env,
+        preexec_fn=ctrl_c_as_at_a_terminal,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     if step == "copying":
