@@ -239,17 +239,24 @@ def test_an_import_cut_short_before_its_commit_completes_when_run_again(
     assert all(r.ok for r in target.verify_all())
 
 
+def children_first_bundle(registry: AdapterRegistry, adapter_id: str, path: Path) -> Path:
+    """A directory bundle of ``adapter_id`` and its ancestors whose manifest lists the
+    children first (export writes parents first)."""
+    registry.export(path, ids=[adapter_id])
+    writable(path)
+    manifest = read_manifest(path)
+    manifest["adapters"].reverse()
+    write_manifest(path, manifest)
+    return path
+
+
 def test_an_import_cut_short_registers_what_it_published_parents_first_when_run_again(
     registry: AdapterRegistry, target: AdapterRegistry, tmp_path: Path
 ) -> None:
     made = family(registry)
-    registry.export(tmp_path / "b", ids=[made["child"].id])
-    writable(tmp_path / "b")
-    manifest = read_manifest(tmp_path / "b")
-    manifest["adapters"].reverse()  # children first
-    write_manifest(tmp_path / "b", manifest)
-    import_killed_once_published(target, tmp_path / "b")
-    report = target.import_bundle(tmp_path / "b")
+    bundle = children_first_bundle(registry, made["child"].id, tmp_path / "b")
+    import_killed_once_published(target, bundle)
+    report = target.import_bundle(bundle)
     assert report.ok
     assert report.imported == [made["grand"].id, made["parent"].id, made["child"].id]
 
@@ -273,12 +280,7 @@ def test_a_manifest_listing_children_first_still_imports_parents_first(
     registry: AdapterRegistry, target: AdapterRegistry, tmp_path: Path
 ) -> None:
     made = family(registry)
-    registry.export(tmp_path / "b", ids=[made["child"].id])
-    writable(tmp_path / "b")
-    manifest = read_manifest(tmp_path / "b")
-    manifest["adapters"].reverse()
-    write_manifest(tmp_path / "b", manifest)
-    report = target.import_bundle(tmp_path / "b")
+    report = target.import_bundle(children_first_bundle(registry, made["child"].id, tmp_path / "b"))
     assert report.ok
     assert report.imported == [made["grand"].id, made["parent"].id, made["child"].id]
 
